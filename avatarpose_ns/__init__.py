@@ -1,0 +1,1 @@
+"""AvatarPose as a nerfstudio method plugin."""

@@ -1,0 +1,1 @@
+"""Training pipelines alternating avatar and pose optimisation."""

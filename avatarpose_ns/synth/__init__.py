@@ -1,0 +1,1 @@
+"""Synthetic multi-view, multi-person sequences with exact ground truth."""

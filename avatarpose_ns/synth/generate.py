@@ -1,0 +1,247 @@
+"""Write a complete synthetic sequence in the EasyMocap / AvatarPose layout.
+
+    <out>/intri.yml, extri.yml                   cameras (OpenCV FileStorage)
+    <out>/images/<cam>/<frame:06d>.jpg           renders
+    <out>/mask/<cam>/<frame:06d>.png             union foreground mask, 0/255
+    <out>/mask/<cam>/<pid>/<frame:06d>.png       visible part of person <pid>, 0/255
+    <out>/smpl_gt/smpl.npz, keypoints3d_gt/      ground truth (24 SMPL joints, metres)
+    <out>/keypoints3d/<frame:06d>.json           simulated 3D keypoint estimator
+    <out>/smpl_init/smpl.npz, keypoints3d_init/  SMPL fitted to those keypoints
+    <out>/annots/<cam>/<frame:06d>.json          simulated 2D detections (24 SMPL joints)
+    <out>/preview.png, meta.json
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import trimesh
+from rich.progress import Progress
+
+from avatarpose_ns.body.body_model import BodyModel
+from avatarpose_ns.body.skeleton import SMPL_PARENTS
+from avatarpose_ns.fitting.smpl_fit import FitConfig, fit_smpl_to_joints
+from avatarpose_ns.io.cameras import CameraCalib, pixel_rays, project_points, read_cameras, ring_rig, write_cameras
+from avatarpose_ns.io.easymocap import SmplSequence, write_annots, write_keypoints3d_folder, write_smpl_npz
+from avatarpose_ns.synth.appearance import sample_style, vertex_colors
+from avatarpose_ns.synth.keypoints import (
+    KeypointNoiseConfig, occlusion_by_others, simulate_keypoints2d, simulate_keypoints3d,
+)
+from avatarpose_ns.synth.motions import INTERACTIONS, generate_motion
+from avatarpose_ns.synth.render import MeshLayer, render_view
+
+PERSON_COLORS_BGR = ((60, 60, 230), (230, 140, 40), (60, 200, 60), (200, 60, 200))
+
+
+@dataclass
+class SynthConfig:
+    """What to generate. The presets in `PRESETS` fill these; every field can be overridden."""
+
+    interaction: str = "hug"
+    num_people: int = 2
+    num_cameras: int = 6
+    num_frames: int = 8
+    duration_s: float = 2.4
+    resolution: tuple[int, int] = (256, 256)  # width, height
+    camera_radius_m: float = 3.0
+    camera_heights_m: tuple[float, ...] = (1.1, 2.1, 1.5)
+    fov_deg: float | None = None  # None: just wide enough for everyone in every frame
+    distortion: tuple[float, float] = (-0.05, 0.01)  # k1, k2
+    rig: Path | None = None  # a folder (or intri.yml) with an existing rig; overrides the ring
+    sensor_noise: float = 0.01
+    background: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    seed: int = 0
+    body_model_path: Path | None = None
+    keypoint_noise: KeypointNoiseConfig = field(default_factory=KeypointNoiseConfig)
+
+
+PRESETS: dict[str, SynthConfig] = {
+    "demo": SynthConfig(),
+    "bench": SynthConfig(num_cameras=8, num_frames=20, duration_s=3.0, resolution=(512, 512)),
+}
+
+
+def _pose_all(body: BodyModel, people: dict[int, SmplSequence]) -> tuple[np.ndarray, np.ndarray]:
+    """Posed vertices (K, F, V, 3) and joints (K, F, 24, 3) in the world frame."""
+    vertices, joints = [], []
+    with torch.no_grad():
+        for seq in people.values():
+            out = body(torch.tensor(seq.betas[None], dtype=torch.float32),
+                       torch.tensor(seq.body_pose, dtype=torch.float32),
+                       torch.tensor(seq.global_orient, dtype=torch.float32),
+                       torch.tensor(seq.transl, dtype=torch.float32))
+            vertices.append(out.vertices.double().numpy())
+            joints.append(out.joints.double().numpy())
+    return np.stack(vertices), np.stack(joints)
+
+
+def _cameras(config: SynthConfig, joints: np.ndarray, rng: np.random.Generator) -> list[CameraCalib]:
+    if config.rig is not None:
+        folder = config.rig.parent if config.rig.is_file() else config.rig
+        cameras = list(read_cameras(folder).values())
+        missing = [c.name for c in cameras if c.width <= 0 or c.height <= 0]
+        if missing:
+            raise ValueError(f"{folder}: cameras {missing} have no H_/W_ image size in intri.yml")
+        return cameras
+    centre = joints[:, :, 0].reshape(-1, 3).mean(0)
+    look_at = np.array([centre[0], centre[1], 0.9])
+    width, height = config.resolution
+    fov_deg = config.fov_deg
+    if fov_deg is None:  # the bounding sphere of all joints, plus a margin for the body's surface
+        extent = np.linalg.norm(joints.reshape(-1, 3) - look_at, axis=1).max() + 0.15
+        fov_deg = float(np.degrees(2 * np.arctan(1.1 * extent / config.camera_radius_m)))
+        fov_deg *= max(1.0, height / width)  # ring_rig's field of view is horizontal
+    return ring_rig(
+        config.num_cameras, radius=config.camera_radius_m, heights=config.camera_heights_m, width=width,
+        height=height, fov_deg=fov_deg, dist=config.distortion, look_at=tuple(look_at), rng=rng,
+    )
+
+
+def interpenetration(vertices: np.ndarray, faces: np.ndarray) -> dict[str, float]:
+    """Share of each person's vertices inside another person and the deepest such vertex (metres)."""
+    num_people, num_frames = vertices.shape[:2]
+    inside_share, max_depth = 0.0, 0.0
+    pairs = 0
+    for f in range(num_frames):
+        for a in range(num_people):
+            for b in range(num_people):
+                if a == b:
+                    continue
+                other = trimesh.Trimesh(vertices[b, f], faces, process=False)
+                lo, hi = other.bounds
+                candidates = np.all((vertices[a, f] > lo) & (vertices[a, f] < hi), axis=1)
+                inside = np.zeros(len(candidates), dtype=bool)
+                if candidates.any():
+                    inside[candidates] = other.contains(vertices[a, f][candidates])
+                if inside.any():
+                    _, distance, _ = trimesh.proximity.closest_point(other, vertices[a, f][inside])
+                    max_depth = max(max_depth, float(distance.max()))
+                inside_share += inside.mean()
+                pairs += 1
+    return {"inside_share": inside_share / max(pairs, 1), "max_depth_m": max_depth}
+
+
+def draw_skeletons(image: np.ndarray, joints: np.ndarray, cam: CameraCalib) -> np.ndarray:
+    """Draw each person's 24-joint skeleton (joints (K, 24, 3)) on a BGR image."""
+    canvas = image.copy()
+    for person, person_joints in enumerate(joints):
+        uv = project_points(person_joints, cam)
+        color = PERSON_COLORS_BGR[person % len(PERSON_COLORS_BGR)]
+        for child, parent in enumerate(SMPL_PARENTS):
+            if parent >= 0:
+                p0 = tuple(int(round(x)) for x in uv[parent])
+                p1 = tuple(int(round(x)) for x in uv[child])
+                cv2.line(canvas, p0, p1, color, 2, cv2.LINE_AA)
+        for point in uv:
+            cv2.circle(canvas, tuple(int(round(x)) for x in point), 2, (255, 255, 255), -1, cv2.LINE_AA)
+    return canvas
+
+
+def _preview(images: list[np.ndarray], joints: np.ndarray, cameras: list[CameraCalib]) -> np.ndarray:
+    """All views of one frame side by side (two rows when many), GT skeletons drawn."""
+    tiles = [draw_skeletons(img, joints, cam) for img, cam in zip(images, cameras)]
+    height = min(t.shape[0] for t in tiles)
+    tiles = [cv2.resize(t, (int(t.shape[1] * height / t.shape[0]), height)) for t in tiles]
+    columns = int(np.ceil(len(tiles) / 2)) if len(tiles) > 4 else len(tiles)
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    rows = [np.concatenate(tiles[i:i + columns], axis=1) for i in range(0, len(tiles), columns)]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(rows, axis=0)
+
+
+def generate_sequence(config: SynthConfig, output: Path, progress: bool = True) -> dict:
+    """Generate, render and write one sequence; returns the summary also written to meta.json."""
+    if config.interaction not in INTERACTIONS:
+        raise ValueError(f"unknown interaction '{config.interaction}', choose from {INTERACTIONS}")
+    started = time.perf_counter()
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    body = BodyModel(config.body_model_path)
+    faces = body.faces_np
+    summary: dict = {"config": json.loads(json.dumps(asdict(config), default=str)),
+                     "body_model": str(body.model_path)}
+
+    people = generate_motion(body, config.interaction, config.num_people, config.num_frames, config.duration_s, rng)
+    vertices, joints = _pose_all(body, people)
+    cameras = _cameras(config, joints, rng)
+    write_cameras(output, cameras)
+    summary["interpenetration_gt"] = interpenetration(vertices, faces)
+
+    colors = []
+    for person, seq in people.items():
+        betas = torch.tensor(seq.betas[None], dtype=torch.float32)
+        with torch.no_grad():
+            rest = body.shaped_vertices(betas)[0].double().numpy()
+            rest_joints = body.rest_joints(betas)[0].double().numpy()
+        colors.append(vertex_colors(rest, body.skinning_weights.double().numpy(), rest_joints, sample_style(rng, person)))
+
+    num_people, num_frames = joints.shape[:2]
+    person_maps = [np.zeros((num_frames, c.height, c.width), np.int16) for c in cameras]
+    depth_maps = [np.zeros((num_frames, c.height, c.width), np.float32) for c in cameras]
+    preview_frame = num_frames // 2
+    preview_images: list[np.ndarray] = []
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("rendering", total=num_frames * len(cameras))
+        for c, cam in enumerate(cameras):
+            for pid in range(num_people):
+                (output / "mask" / cam.name / str(pid)).mkdir(parents=True, exist_ok=True)
+            (output / "images" / cam.name).mkdir(parents=True, exist_ok=True)
+            rays = pixel_rays(cam)  # the same for every frame of this camera
+            for f in range(num_frames):
+                layers = [MeshLayer(vertices[p, f], faces, colors[p]) for p in range(num_people)]
+                result = render_view(layers, cam, background=config.background, noise_std=config.sensor_noise, rng=rng,
+                                     rays=rays)
+                name = f"{f:06d}"
+                bgr = np.ascontiguousarray(result.rgb[..., ::-1])
+                cv2.imwrite(str(output / "images" / cam.name / f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(str(output / "mask" / cam.name / f"{name}.png"), ((result.person_index >= 0) * 255).astype(np.uint8))
+                for pid in range(num_people):
+                    cv2.imwrite(str(output / "mask" / cam.name / str(pid) / f"{name}.png"),
+                                ((result.person_index == pid) * 255).astype(np.uint8))
+                person_maps[c][f] = result.person_index
+                depth_maps[c][f] = result.depth
+                if f == preview_frame:
+                    preview_images.append(bgr)
+                bar.advance(task)
+    summary["render_s"] = round(time.perf_counter() - started, 2)
+
+    frames = np.arange(num_frames)
+    write_smpl_npz(output / "smpl_gt" / "smpl.npz", people)
+    write_keypoints3d_folder(output / "keypoints3d_gt",
+                             {f: {p: joints[p, f] for p in range(num_people)} for f in frames})
+
+    hidden = occlusion_by_others(joints, cameras, person_maps, depth_maps)
+    keypoints = simulate_keypoints3d(joints, cameras, hidden, rng, config.keypoint_noise)
+    write_keypoints3d_folder(output / "keypoints3d", {f: {p: keypoints[p, f] for p in range(num_people)} for f in frames})
+    for c, cam in enumerate(cameras):
+        detections = simulate_keypoints2d(joints, cam, hidden[c], rng, config.keypoint_noise)
+        for f in frames:
+            write_annots(output / "annots" / cam.name / f"{f:06d}.json",
+                         [(p, detections[p, f]) for p in range(num_people)], cam.width, cam.height,
+                         filename=f"images/{cam.name}/{f:06d}.jpg")
+
+    fit_started = time.perf_counter()
+    init = {p: fit_smpl_to_joints(body, keypoints[p, :, :, :3], keypoints[p, :, :, 3], frames, FitConfig())
+            for p in range(num_people)}
+    summary["fit_s"] = round(time.perf_counter() - fit_started, 2)
+    write_smpl_npz(output / "smpl_init" / "smpl.npz", init)
+    _, init_joints = _pose_all(body, init)
+    write_keypoints3d_folder(output / "keypoints3d_init",
+                             {f: {p: init_joints[p, f] for p in range(num_people)} for f in frames})
+
+    cv2.imwrite(str(output / "preview.png"), _preview(preview_images, joints[:, preview_frame], cameras))
+    summary["keypoints3d_mpjpe_mm"] = float(np.linalg.norm(keypoints[..., :3] - joints, axis=-1).mean() * 1000)
+    summary["init_mpjpe_mm"] = float(np.linalg.norm(init_joints - joints, axis=-1).mean() * 1000)
+    summary["total_s"] = round(time.perf_counter() - started, 2)
+    (output / "meta.json").write_text(json.dumps(summary, indent=2))
+    return summary
