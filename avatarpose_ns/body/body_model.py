@@ -10,6 +10,8 @@ Shapes: B is the batch (frames or people), V vertices, 24 SMPL joints.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import pickle
 from dataclasses import dataclass
@@ -114,10 +116,11 @@ class BodyModel(torch.nn.Module):
         super().__init__()
         self.model_path = resolve_body_model_path(model_path)
         validate_smpl_file(self.model_path, num_betas)
-        self.smpl = smplx.SMPL(
-            model_path=str(self.model_path), num_betas=num_betas, dtype=dtype,
-            create_betas=False, create_body_pose=False, create_global_orient=False, create_transl=False,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for every 10-beta model
+            self.smpl = smplx.SMPL(
+                model_path=str(self.model_path), num_betas=num_betas, dtype=dtype,
+                create_betas=False, create_body_pose=False, create_global_orient=False, create_transl=False,
+            )
         self.num_betas = num_betas
         self.dtype = dtype
         regressor = self.smpl.J_regressor  # (24, V)

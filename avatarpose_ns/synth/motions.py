@@ -32,13 +32,15 @@ def _col(joint: str, axis: int) -> int:
     return 3 * (J[joint] - 1) + axis
 
 
-# joints the solver may move, with how strongly each is held to its scripted pose
+# joints the solver may move, with how strongly each is held to its scripted pose;
+# an arm that makes a contact is held only weakly (see _ARM_CHAIN)
 _FREE_JOINTS = {
     "spine1": 2.0, "spine2": 2.0, "spine3": 2.0, "neck": 1.0, "head": 1.0,
-    "left_collar": 0.5, "right_collar": 0.5, "left_shoulder": 0.05, "right_shoulder": 0.05,
-    "left_elbow": 0.05, "right_elbow": 0.05, "left_wrist": 0.5, "right_wrist": 0.5,
-    "left_hand": 1.0, "right_hand": 1.0,
+    "left_collar": 2.0, "right_collar": 2.0, "left_shoulder": 2.0, "right_shoulder": 2.0,
+    "left_elbow": 2.0, "right_elbow": 2.0, "left_wrist": 2.0, "right_wrist": 2.0,
+    "left_hand": 2.0, "right_hand": 2.0,
 }
+_ARM_CHAIN = {"collar": 0.5, "shoulder": 0.05, "elbow": 0.05, "wrist": 0.5, "hand": 1.0}
 # largest rotation (radians, axis-angle norm) each joint may reach
 _JOINT_LIMITS = {
     "spine1": 0.5, "spine2": 0.4, "spine3": 0.4, "neck": 0.6, "head": 0.6,
@@ -95,8 +97,8 @@ def facing_to_global_orient(facing: np.ndarray) -> np.ndarray:
 def relaxed_pose(rng: np.random.Generator, num_frames: int, t: np.ndarray) -> np.ndarray:
     """Arms down with a slight bend, breathing sway, small head motion. (F, 69)"""
     pose = np.zeros((num_frames, 69))
-    pose[:, _col("left_shoulder", 2)] = -1.2 + rng.normal(0, 0.05)
-    pose[:, _col("right_shoulder", 2)] = 1.2 + rng.normal(0, 0.05)
+    pose[:, _col("left_shoulder", 2)] = -1.35 + rng.normal(0, 0.05)
+    pose[:, _col("right_shoulder", 2)] = 1.35 + rng.normal(0, 0.05)
     pose[:, _col("left_elbow", 1)] = -0.25 + rng.normal(0, 0.05)
     pose[:, _col("right_elbow", 1)] = 0.25 + rng.normal(0, 0.05)
     phase = rng.uniform(0, 2 * math.pi)
@@ -256,11 +258,16 @@ def _solve(body: BodyModel, betas: torch.Tensor, script: Script, orient: torch.T
     """Adjust the free joints of everyone so contacts hold without overlap. Returns body_pose (K, F, 69)."""
     k, f, _ = script.body_pose.shape
     base = torch.tensor(script.body_pose, dtype=torch.float32)
-    hold = torch.zeros(69)
+    hold = torch.zeros(k, 1, 69)
     free = torch.zeros(69)
     for name, strength in _FREE_JOINTS.items():
-        hold[3 * (J[name] - 1): 3 * J[name]] = strength
+        hold[..., 3 * (J[name] - 1): 3 * J[name]] = strength
         free[3 * (J[name] - 1): 3 * J[name]] = 1.0
+    for contact in script.contacts:  # the arm that reaches is free to move
+        side = contact.joint.split("_")[0]
+        for part, strength in _ARM_CHAIN.items():
+            j = J[f"{side}_{part}"]
+            hold[contact.person, :, 3 * (j - 1): 3 * j] = strength
     limit_index = torch.tensor([J[n] - 1 for n in _JOINT_LIMITS])
     limit_value = torch.tensor(list(_JOINT_LIMITS.values()))
     delta = torch.zeros(k, f, 69, requires_grad=True)
@@ -291,7 +298,7 @@ def _solve(body: BodyModel, betas: torch.Tensor, script: Script, orient: torch.T
             loss = loss + config.contact_weight * (hands - hands.mean().detach() - pump).pow(2).sum() / f
         for a in range(k):
             for b in range(a + 1, k):
-                overlap = capsule_overlap(joints[a], joints[b])
+                overlap = capsule_overlap(joints[a], joints[b], hands_may_touch=True)
                 loss = loss + config.collision_weight * overlap.pow(2).sum() / f
         loss.backward()
         optimizer.step()
