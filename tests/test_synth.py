@@ -97,3 +97,16 @@ def test_flags_override_the_preset(tmp_path):
         resolve_config(SynthArgs(output=tmp_path, resolution="large"))
     with pytest.raises(ValueError, match="--num-people must be 2 to 4"):
         resolve_config(SynthArgs(output=tmp_path, num_people=7))
+
+
+def test_rig_from_existing_calibration(tiny_sequence, tmp_path):
+    """--rig reuses another sequence's cameras exactly (names, intrinsics, distortion, pose, size)."""
+    output = tmp_path / "rigged"
+    main(SynthArgs(output=output, quiet=True, rig=tiny_sequence, seed=5, num_frames=1, interaction="handshake"))
+    original, reused = read_cameras(tiny_sequence), read_cameras(output)
+    assert list(original) == list(reused)
+    for name in original:
+        np.testing.assert_allclose(reused[name].K, original[name].K)
+        np.testing.assert_allclose(reused[name].dist, original[name].dist)
+        np.testing.assert_allclose(reused[name].T, original[name].T)
+    assert cv2.imread(str(output / "images" / "00" / "000000.jpg")).shape == (128, 128, 3)
