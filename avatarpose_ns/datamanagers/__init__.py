@@ -1,0 +1,1 @@
+"""Ray batches for the avatars: one frame per step, pixels drawn around the people."""

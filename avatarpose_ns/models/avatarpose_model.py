@@ -1,0 +1,172 @@
+"""The nerfstudio Model: per-person avatars rendered together, trained on multi-view frames.
+
+A thin layer over `AvatarScene` (torch-only maths): it turns nerfstudio rays (in
+the dataparser's scene frame) into world rays, groups them by frame, and hands
+back nerfstudio outputs, losses and metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple, Type
+
+import numpy as np
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from torch.nn import Parameter
+from torchmetrics.functional import peak_signal_noise_ratio
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from avatarpose_ns.body.body_model import BodyModel
+from avatarpose_ns.dataparsers.scene_transform import SceneTransform
+from avatarpose_ns.dataparsers.timeline import time_to_frame_position
+from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
+from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
+from avatarpose_ns.models.compositor import instance_map
+from avatarpose_ns.models.losses import AvatarLossWeights, avatar_losses
+
+
+@dataclass
+class AvatarPoseModelConfig(ModelConfig):
+    """AvatarPose's avatars; defaults are the released configuration (see DESIGN.md)."""
+
+    _target: Type = field(default_factory=lambda: AvatarPoseModel)
+    canonical_field: CanonicalFieldConfig = field(default_factory=CanonicalFieldConfig)
+    """per-person canonical field sizes"""
+    num_samples: int = 256
+    """samples per ray and person (at least 5 mm apart)"""
+    min_step: float = 0.005
+    """smallest sample spacing, metres"""
+    box_margin: float = 0.1
+    """padding of each person's posed bounding box, metres"""
+    max_skin_distance: float = 0.05
+    """samples farther than this from the posed body get zero density, metres"""
+    occupancy_resolution: int = 64
+    occupancy_update_every: int = 20
+    background_color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """pixels outside the foreground mask take this colour in the targets and renders"""
+    loss_weights: AvatarLossWeights = field(default_factory=AvatarLossWeights)
+    body_model_path: str = ""
+    """SMPL .pkl or folder; empty: the dataparser's choice (built-in model by default)"""
+    enable_collider: bool = False
+    """rays are clipped to each person's box instead"""
+
+
+class AvatarPoseModel(Model):
+    config: AvatarPoseModelConfig
+
+    # ------------------------------------------------------------------ setup
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        metadata = self.kwargs.get("metadata", {})
+        if "smpl_init" not in metadata:
+            raise ValueError("the avatarpose model needs a dataparser that provides 'smpl_init' "
+                             "(easymocap-data or hi4d-data)")
+        self.scene_transform = SceneTransform.from_dict(metadata["world_to_scene"])
+        self.person_ids: List[int] = [int(p) for p in metadata["person_ids"]]
+        self.num_frames = len(metadata["frames"])
+        body_path = self.config.body_model_path or metadata.get("body_model_path")
+        body_model = BodyModel(body_path or None)
+        scene_config = AvatarSceneConfig(
+            field=self.config.canonical_field, num_samples=self.config.num_samples, min_step=self.config.min_step,
+            box_margin=self.config.box_margin, max_skin_distance=self.config.max_skin_distance,
+            occupancy_resolution=self.config.occupancy_resolution, background=self.config.background_color,
+        )
+        smpl_init = {int(p): v for p, v in metadata["smpl_init"].items()}
+        self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, scene_config)
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {"fields": list(self.avatars.fields.parameters()), "body_shape": [self.avatars.smpl.betas]}
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def update_occupancy(step: int) -> None:
+            self.avatars.update_occupancy(step)
+
+        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_occupancy,
+                                 update_every_num_iters=self.config.occupancy_update_every)]
+
+    # ------------------------------------------------------------------ rendering
+    def frame_positions(self, ray_bundle: RayBundle) -> torch.Tensor:
+        """Frame position of every ray (R,), from the camera's time (the viewer's slider sets it too)."""
+        if ray_bundle.times is None:
+            return torch.zeros(len(ray_bundle), dtype=torch.long, device=ray_bundle.origins.device)
+        return time_to_frame_position(ray_bundle.times.reshape(-1), self.num_frames)
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+        transform = self.scene_transform
+        origins = transform.to_world(ray_bundle.origins.reshape(-1, 3))
+        rotation = torch.as_tensor(transform.rotation, dtype=origins.dtype, device=origins.device)
+        directions = torch.nn.functional.normalize(ray_bundle.directions.reshape(-1, 3) @ rotation, dim=-1)
+        frames = self.frame_positions(ray_bundle)
+        num_rays, num_people = len(origins), self.avatars.num_people
+        far = 1e3
+        outputs = {
+            "rgb": origins.new_zeros(num_rays, 3), "accumulation": origins.new_zeros(num_rays, 1),
+            "depth": origins.new_zeros(num_rays, 1), "person_accumulation": origins.new_zeros(num_rays, num_people),
+            "person_rgb": origins.new_zeros(num_rays, num_people, 3),
+        }
+        extras: Dict[str, list] = {"weights": [], "empty_density": []}
+        for frame in frames.unique().tolist():
+            rays = (frames == frame).nonzero().squeeze(1)
+            result = self.avatars.render(origins[rays], directions[rays], int(frame), far=far)
+            render = result.render
+            outputs["rgb"] = outputs["rgb"].index_copy(0, rays, render.rgb)
+            outputs["accumulation"] = outputs["accumulation"].index_copy(0, rays, render.accumulation[:, None])
+            outputs["depth"] = outputs["depth"].index_copy(0, rays, render.depth[:, None] * transform.scale)
+            outputs["person_accumulation"] = outputs["person_accumulation"].index_copy(0, rays, render.person_accumulation)
+            outputs["person_rgb"] = outputs["person_rgb"].index_copy(0, rays, render.person_rgb)
+            extras["weights"].append(render.weights.flatten())
+            extras["empty_density"].append(result.empty_density)
+        if self.training:
+            outputs["sample_weights"] = torch.cat(extras["weights"])
+            outputs["empty_density"] = torch.cat(extras["empty_density"])
+        else:  # per-person images for the viewer and ns-render
+            for index, pid in enumerate(self.person_ids):
+                outputs[f"accumulation_person{pid}"] = outputs["person_accumulation"][:, index:index + 1]
+                outputs[f"rgb_person{pid}"] = (outputs["person_rgb"][:, index]
+                                               + (1 - outputs[f"accumulation_person{pid}"]) * self.avatars.background)
+            outputs["instance"] = instance_map(outputs["person_accumulation"])[:, None].float()
+            del outputs["person_rgb"], outputs["person_accumulation"]  # not images: the viewer lists 1 or 3 channels
+        return outputs
+
+    # ------------------------------------------------------------------ losses and metrics
+    def _target(self, batch: Dict[str, torch.Tensor], like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Ground-truth colours with the background replaced, and the foreground mask as float."""
+        image = batch["image"][..., :3].to(like)
+        if "mask" in batch:
+            mask = batch["mask"].to(like.device).reshape(image.shape[:-1] + (1,)).float()
+        else:
+            mask = torch.ones_like(image[..., :1])
+        background = self.avatars.background.to(like)
+        return image * mask + background * (1 - mask), mask[..., 0]
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
+        target, _ = self._target(batch, outputs["rgb"])
+        return {"psnr": peak_signal_noise_ratio(outputs["rgb"].detach(), target, data_range=1.0)}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+        target, mask = self._target(batch, outputs["rgb"])
+        return avatar_losses(
+            outputs["rgb"], target, outputs["accumulation"][:, 0], mask,
+            person_accumulation=outputs.get("person_accumulation"),
+            sample_weights=outputs.get("sample_weights"), density_outside=outputs.get("empty_density"),
+            weights=self.config.loss_weights,
+        )
+
+    def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+        target, _ = self._target(batch, outputs["rgb"])
+        rgb = outputs["rgb"].clamp(0, 1)
+        gt_chw, rgb_chw = target.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]
+        metrics = {
+            "psnr": float(peak_signal_noise_ratio(rgb_chw, gt_chw, data_range=1.0)),
+            "ssim": float(structural_similarity_index_measure(rgb_chw, gt_chw, data_range=1.0)),
+        }
+        images = {
+            "img": torch.cat([target, rgb], dim=1),
+            "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
+            "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
+        }
+        return metrics, images

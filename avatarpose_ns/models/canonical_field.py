@@ -1,0 +1,342 @@
+"""Per-person radiance fields in canonical SMPL space.
+
+Each person has a `CanonicalField`: a multiresolution hash grid over a cube
+around that person's canonical SMPL mesh, a density MLP (raw sigma + geometry
+features) and a colour MLP (geometry features -> rgb, no view direction), as in
+AvatarPose's released configuration (DESIGN.md section 2).  `MultiPersonFields`
+holds one field per person.
+
+Units: canonical points are in metres and the returned density is per metre, so
+a renderer multiplies it by sample spacings in metres (inverse skinning is
+close to rigid locally, so posed-space spacings can be used).
+
+Density activation: truncated exponential (exp forward, gradient computed with
+the argument clamped to [-15, 15]), as in Instant-NGP, nerfacto and the
+InstantAvatar-style networks AvatarPose builds on.  The exponential lets a
+one-unit change of the raw output scale density by e, so empty space and hard
+surfaces are both reached in few steps (the hard-surface and alpha losses push
+toward exactly that), and the clamped backward keeps the gradient finite for
+large raw values.  ``density_activation="softplus"`` is available for a gentler,
+linear-growth alternative.
+
+Only torch is needed here: the MLPs are plain ``nn.Sequential`` stacks of
+``Linear``/``ReLU`` so a checkpoint trained on a GPU evaluates on a CPU and the
+other way round; the hash grid uses tinycudann on CUDA when available, with an
+identical parameter layout (see `hash_encoding`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .hash_encoding import HashGridEncoding
+
+__all__ = [
+    "CanonicalFieldConfig",
+    "CanonicalField",
+    "MultiPersonFields",
+    "canonical_bbox",
+    "trunc_exp",
+]
+
+
+class _TruncExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(x.clamp(-15.0, 15.0))
+
+
+def trunc_exp(x: Tensor) -> Tensor:
+    """exp(x) whose gradient uses exp(clamp(x, -15, 15))."""
+    return _TruncExp.apply(x)
+
+
+@dataclass
+class CanonicalFieldConfig:
+    """Sizes of one person's canonical field.  Defaults: AvatarPose's released configuration."""
+
+    num_levels: int = 16
+    """Hash grid levels."""
+    features_per_level: int = 2
+    """Features per level."""
+    log2_hashmap_size: int = 19
+    """Rows per (hashed) level: 2**log2_hashmap_size."""
+    base_resolution: int = 16
+    """Coarsest grid resolution."""
+    per_level_scale: float = 1.5
+    """Resolution growth factor between levels."""
+    hash_init_scale: float = 1e-4
+    """Table initialised uniformly in +-hash_init_scale."""
+    hidden_dim: int = 64
+    """Width of the density MLP."""
+    num_density_layers: int = 1
+    """Hidden layers of the density MLP."""
+    geo_feat_dim: int = 15
+    """Geometry features passed to the colour MLP (the density MLP outputs 1 + geo_feat_dim)."""
+    hidden_dim_color: int = 64
+    """Width of the colour MLP."""
+    num_color_layers: int = 2
+    """Hidden layers of the colour MLP."""
+    density_activation: Literal["trunc_exp", "softplus"] = "trunc_exp"
+    """Maps the raw density output to a density >= 0 (per metre)."""
+    density_bias: float = 0.0
+    """Added to the raw density before the activation."""
+    implementation: Literal["auto", "torch", "tcnn"] = "auto"
+    """Hash grid back-end: tinycudann for CUDA inputs when it imports ("auto"), or always torch."""
+
+    @classmethod
+    def released(cls) -> "CanonicalFieldConfig":
+        """AvatarPose's released sizes: 16 levels x 2, table 2^19, base 16, scale 1.5, MLPs 64 wide."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> "CanonicalFieldConfig":
+        """CPU ("lite") preset: 8 levels x 2, table 2^16, base 16, scale 1.5, MLPs 32 wide.
+
+        The finest level has resolution 16 * 1.5**7 - 1 -> 274, i.e. about 8 mm
+        cells across a 2.2 m canonical cube.  The three coarsest levels are dense.
+        A table of 2^16 rather than 2^14 costs little on a CPU (the per-point
+        work does not depend on it; gradient zeroing and Adam touch 0.8 M
+        instead of 0.23 M parameters) but keeps the five hashed levels from
+        colliding heavily across a whole body.
+        """
+        return cls(
+            num_levels=8,
+            features_per_level=2,
+            log2_hashmap_size=16,
+            base_resolution=16,
+            per_level_scale=1.5,
+            hidden_dim=32,
+            num_density_layers=1,
+            geo_feat_dim=15,
+            hidden_dim_color=32,
+            num_color_layers=2,
+        )
+
+    lite = small
+
+
+def canonical_bbox(vertices: Union[Tensor, np.ndarray], scale: float = 1.2) -> Tuple[Tensor, Tensor]:
+    """Cube around a canonical mesh: centre (3,) and half-size () = scale * largest half-extent."""
+    v = torch.as_tensor(vertices)
+    if not v.is_floating_point():
+        v = v.to(torch.float32)
+    v = v.reshape(-1, 3)
+    lo = v.min(dim=0).values
+    hi = v.max(dim=0).values
+    centre = 0.5 * (lo + hi)
+    half = scale * (0.5 * (hi - lo)).max()
+    return centre, half
+
+
+def _as_float32(value) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.detach().to(torch.float32)
+    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+
+
+def _mlp(in_dim: int, hidden: int, num_hidden: int, out_dim: int) -> nn.Sequential:
+    layers = []
+    d = in_dim
+    for _ in range(num_hidden):
+        layers += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
+        d = hidden
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+class CanonicalField(nn.Module):
+    """One person's canonical radiance field.
+
+    Args:
+        config: sizes (defaults to the released configuration).
+        centre, half_size: the canonical bounding cube (see `canonical_bbox`), metres.
+
+    ``forward(points (..., 3))`` returns ``density (...)`` >= 0 (zero outside the
+    cube) and ``rgb (..., 3)`` in [0, 1] (zero outside the cube).  Both are
+    differentiable with respect to the points (pose optimisation moves them).
+    """
+
+    def __init__(
+        self,
+        config: Optional[CanonicalFieldConfig] = None,
+        centre: Union[Tensor, Sequence[float], None] = None,
+        half_size: Union[Tensor, float, None] = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config if config is not None else CanonicalFieldConfig()
+        centre_t = torch.zeros(3) if centre is None else _as_float32(centre).reshape(3)
+        half_t = torch.tensor(1.0) if half_size is None else _as_float32(half_size).reshape(())
+        self.register_buffer("bbox_centre", centre_t.clone())
+        self.register_buffer("bbox_half_size", half_t.clone())
+        self.encoding = HashGridEncoding(
+            num_levels=config.num_levels,
+            features_per_level=config.features_per_level,
+            log2_hashmap_size=config.log2_hashmap_size,
+            base_resolution=config.base_resolution,
+            per_level_scale=config.per_level_scale,
+            init_scale=config.hash_init_scale,
+            implementation=config.implementation,
+        )
+        self.density_mlp = _mlp(
+            self.encoding.n_output_dims, config.hidden_dim, config.num_density_layers, 1 + config.geo_feat_dim
+        )
+        self.color_mlp = _mlp(config.geo_feat_dim, config.hidden_dim_color, config.num_color_layers, 3)
+
+    # ------------------------------------------------------------------ box
+    @torch.no_grad()
+    def set_bbox(self, centre: Union[Tensor, Sequence[float]], half_size: Union[Tensor, float]) -> None:
+        """Move the canonical cube (e.g. after the shape changed); the grid contents stay in normalised space."""
+        self.bbox_centre.copy_(_as_float32(centre).reshape(3))
+        self.bbox_half_size.copy_(_as_float32(half_size).reshape(()))
+
+    def normalize(self, points: Tensor) -> Tuple[Tensor, Tensor]:
+        """Points (N, 3) in metres -> coordinates in the unit cube (N, 3) and inside-cube mask (N,)."""
+        centre = self.bbox_centre.to(points.dtype)
+        half = self.bbox_half_size.to(points.dtype)
+        u = (points - centre) / (2.0 * half) + 0.5
+        inside = ((u >= 0.0) & (u <= 1.0)).all(dim=-1)
+        return u, inside
+
+    # ------------------------------------------------------------------ evaluation
+    def _density_from_raw(self, raw: Tensor) -> Tensor:
+        raw = raw + self.config.density_bias
+        if self.config.density_activation == "softplus":
+            return torch.nn.functional.softplus(raw)
+        return trunc_exp(raw)
+
+    def _evaluate_unit(self, u: Tensor, with_rgb: bool) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+        """u (M, 3) in the unit cube -> density (M,), rgb (M, 3) or None, geometry features (M, G)."""
+        h = self.density_mlp(self.encoding(u))
+        density = self._density_from_raw(h[:, 0])
+        geo = h[:, 1:]
+        rgb = torch.sigmoid(self.color_mlp(geo)) if with_rgb else None
+        return density, rgb, geo
+
+    def query(
+        self, points: Tensor, with_rgb: bool = True, with_features: bool = False
+    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        """Density (...), rgb (..., 3) or None, geometry features (..., G) or None."""
+        lead = points.shape[:-1]
+        dtype = self.encoding.params.dtype
+        p = points.reshape(-1, 3).to(dtype)
+        n = p.shape[0]
+        u, inside = self.normalize(p)
+        G = self.config.geo_feat_dim
+        if n > 0 and bool(inside.all()):
+            density, rgb, geo = self._evaluate_unit(u, with_rgb)
+        else:
+            sel = inside.nonzero().squeeze(1)
+            d_in, rgb_in, geo_in = self._evaluate_unit(u.index_select(0, sel), with_rgb)
+            density = p.new_zeros(n).index_copy(0, sel, d_in)
+            rgb = p.new_zeros(n, 3).index_copy(0, sel, rgb_in) if with_rgb else None
+            geo = p.new_zeros(n, G).index_copy(0, sel, geo_in) if with_features else None
+        density = density.view(lead)
+        rgb = rgb.view(*lead, 3) if rgb is not None else None
+        geo = geo.view(*lead, G) if with_features else None
+        return density, rgb, geo
+
+    def forward(self, points: Tensor) -> Tuple[Tensor, Tensor]:
+        """points (..., 3) canonical, metres -> density (...) >= 0, rgb (..., 3) in [0, 1]."""
+        density, rgb, _ = self.query(points, with_rgb=True)
+        return density, rgb
+
+    def density(self, points: Tensor) -> Tensor:
+        """Density only (skips the colour MLP), e.g. for occupancy-grid updates."""
+        return self.query(points, with_rgb=False)[0]
+
+
+class MultiPersonFields(nn.Module):
+    """One `CanonicalField` per person.
+
+    Args:
+        bboxes: per person (centre (3,), half_size) canonical cubes.
+        config: shared sizes (or one config per person).
+    """
+
+    def __init__(
+        self,
+        bboxes: Sequence[Tuple[Union[Tensor, Sequence[float]], Union[Tensor, float]]],
+        config: Union[CanonicalFieldConfig, Sequence[CanonicalFieldConfig], None] = None,
+    ) -> None:
+        super().__init__()
+        if config is None or isinstance(config, CanonicalFieldConfig):
+            configs = [config] * len(bboxes)
+        else:
+            configs = list(config)
+            if len(configs) != len(bboxes):
+                raise ValueError("one config per person expected")
+        self.fields = nn.ModuleList(
+            [CanonicalField(cfg, centre, half) for cfg, (centre, half) in zip(configs, bboxes)]
+        )
+
+    @classmethod
+    def from_canonical_vertices(
+        cls,
+        vertices: Sequence[Union[Tensor, np.ndarray]],
+        config: Union[CanonicalFieldConfig, Sequence[CanonicalFieldConfig], None] = None,
+        scale: float = 1.2,
+    ) -> "MultiPersonFields":
+        """Fields with cubes around each person's canonical mesh (V, 3)."""
+        return cls([canonical_bbox(v, scale) for v in vertices], config)
+
+    @property
+    def num_people(self) -> int:
+        return len(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def __getitem__(self, person: int) -> CanonicalField:
+        return self.fields[person]
+
+    def forward_person(self, person: int, points: Tensor) -> Tuple[Tensor, Tensor]:
+        """Person ``person``'s field at its canonical points (..., 3) -> density (...), rgb (..., 3)."""
+        return self.fields[person](points)
+
+    def forward_all(
+        self, points: Tensor, valid: Optional[Tensor] = None, with_rgb: bool = True
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Padded evaluation: points (L, N, 3) -> density (L, N), rgb (L, N, 3).
+
+        ``valid`` (L, N) bool marks real entries; padded entries are not
+        evaluated and get density 0 and rgb 0.
+        """
+        L = len(self.fields)
+        if points.shape[0] != L or points.shape[-1] != 3 or points.dim() != 3:
+            raise ValueError(f"expected points of shape ({L}, N, 3), got {tuple(points.shape)}")
+        densities, rgbs = [], []
+        for person, field in enumerate(self.fields):
+            p = points[person]
+            if valid is None:
+                d, rgb, _ = field.query(p, with_rgb=with_rgb)
+            else:
+                sel = valid[person].nonzero().squeeze(1)
+                d_sel, rgb_sel, _ = field.query(p.index_select(0, sel), with_rgb=with_rgb)
+                d = d_sel.new_zeros(p.shape[0]).index_copy(0, sel, d_sel)
+                rgb = d_sel.new_zeros(p.shape[0], 3).index_copy(0, sel, rgb_sel) if with_rgb else None
+            densities.append(d)
+            rgbs.append(rgb)
+        density = torch.stack(densities, 0)
+        rgb = torch.stack(rgbs, 0) if with_rgb else None
+        return density, rgb
+
+    def forward(self, points: Tensor, valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        density, rgb = self.forward_all(points, valid)
+        assert rgb is not None
+        return density, rgb
+
+    def density_all(self, points: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+        """Density only, padded (L, N, 3) -> (L, N)."""
+        return self.forward_all(points, valid, with_rgb=False)[0]
