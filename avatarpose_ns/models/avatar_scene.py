@@ -62,6 +62,12 @@ class SmplState(nn.Module):
     def num_people(self) -> int:
         return self.betas.shape[0]
 
+    def set_pose_trainable(self, trainable: bool) -> None:
+        """Switch gradients of pose, orientation and translation on or off. Off in avatar phases:
+        computing them costs most of a CPU training step even when no optimiser uses them."""
+        for parameter in (self.body_pose, self.global_orient, self.transl):
+            parameter.requires_grad_(trainable)
+
     @property
     def num_frames(self) -> int:
         return self.body_pose.shape[1]

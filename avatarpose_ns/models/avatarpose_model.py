@@ -77,6 +77,7 @@ class AvatarPoseModel(Model):
         )
         smpl_init = {int(p): v for p, v in metadata["smpl_init"].items()}
         self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, scene_config)
+        self.avatars.smpl.set_pose_trainable(False)  # avatars only: poses stay at the initialisation
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"fields": list(self.avatars.fields.parameters()), "body_shape": [self.avatars.smpl.betas]}

@@ -6,9 +6,10 @@ tinycudann's ``HashGrid`` when that package imports and the input lives on a
 CUDA device, and otherwise a vectorised torch implementation that works on any
 device (CPU included) without compilers.
 
-The torch path reproduces tinycudann's grid exactly, so one parameter tensor
-serves both back-ends (a checkpoint trained with tinycudann on a GPU loads and
-evaluates on a CPU, and the other way round):
+The torch path follows tinycudann's grid definition, so that one parameter
+tensor serves both back-ends (a checkpoint trained with tinycudann on a GPU
+loads and evaluates on a CPU, and the other way round; the parameter count is
+checked when the tinycudann module is built):
 
 * level ``l`` has scale ``s_l = base_resolution * per_level_scale**l - 1`` and
   resolution ``r_l = ceil(s_l) + 1``; a point ``x`` sits at ``x * s_l + 0.5``
@@ -33,8 +34,7 @@ the per-axis interpolation weights.  ``d output / d x`` is exact (the
 interpolation is piecewise trilinear), which pose optimisation relies on: it
 moves canonical points through the deformer.  Inputs outside the unit cube
 are clamped onto it, with ``torch.clamp``'s gradient (zero outside the open
-cube).  Second derivatives are
-not supported.
+cube).  Second derivatives are not supported.
 """
 
 from __future__ import annotations
@@ -335,21 +335,24 @@ class HashGridEncoding(nn.Module):
     @torch.no_grad()
     def corner_indices_and_axis_weights(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """Table rows (L, 8, N) and per-axis weights (L, 3, 2, N): (1 - t, t), t the position in the cell."""
-        L, Ld = self.num_levels, self.num_dense_levels
+        L, Ld, Lh = self.num_levels, self.num_dense_levels, self._num_hashed
         n = x.shape[0]
         itype = self._index_dtype
         scales = self._scales.to(x.dtype).view(L, 1, 1)
         pos = torch.addcmul(torch.full((), 0.5, dtype=x.dtype, device=x.device), x.t().unsqueeze(0), scales)
-        cell = pos.floor()
-        frac = pos - cell  # (L, 3, N)
-        cell = cell.to(torch.int64)
+        cell = pos.floor()  # (L, 3, N)
+        wf = torch.empty((L, 3, 2, n), dtype=x.dtype, device=x.device)
+        torch.sub(pos, cell, out=wf[:, :, 1])  # t, the position in the cell
+        torch.sub(torch.ones((), dtype=x.dtype, device=x.device), wf[:, :, 1], out=wf[:, :, 0])  # 1 - t
 
         idx = torch.empty((L, 2, 2, 2, n), dtype=itype, device=x.device)
         if Ld > 0:
             # Per-axis terms of i + j r + k r^2 for the low and high corner: (Ld, 3, 2, N).
-            stride = self._dense_strides
-            lo = cell[:Ld] * stride
-            axis = torch.stack((lo, lo + stride), 2).to(itype)
+            # r^3 <= 2^log2_hashmap_size, so these fit the index type.
+            stride = self._dense_strides.to(itype)
+            axis = torch.empty((Ld, 3, 2, n), dtype=itype, device=x.device)
+            torch.mul(cell[:Ld].to(itype), stride, out=axis[:, :, 0])
+            torch.add(axis[:, :, 0], stride, out=axis[:, :, 1])
             axis[:, 0] += self._offsets[:Ld].view(Ld, 1, 1).to(itype)
             dense = idx[:Ld]
             xy = axis[:, 0, :, None, :] + axis[:, 1, None, :, :]  # (Ld, 2, 2, N)
@@ -357,17 +360,17 @@ class HashGridEncoding(nn.Module):
             # A corner one past the last row/column spills into the next one,
             # or past the level's rows: wrap as tinycudann does (index % size).
             dense -= (dense >= self._dense_ends).to(itype) * self._dense_sizes
-        if self._num_hashed > 0:
-            hashed_cells = cell[Ld:]
-            lo = hashed_cells * self._primes
-            axis = (torch.stack((lo, lo + self._primes), 2) & self._hash_mask).to(itype)  # (Lh, 3, 2, N)
+        if Lh > 0:
+            # Instant-NGP's hash, in int64 (no overflow) and reduced to the table size (a power of 2).
+            axis = torch.empty((Lh, 3, 2, n), dtype=torch.int64, device=x.device)
+            torch.mul(cell[Ld:].to(torch.int64), self._primes, out=axis[:, :, 0])
+            torch.add(axis[:, :, 0], self._primes, out=axis[:, :, 1])
+            axis &= self._hash_mask
+            axis = axis.to(itype)
             hashed = idx[Ld:]
             xy = axis[:, 0, :, None, :] ^ axis[:, 1, None, :, :]
             torch.bitwise_xor(xy.unsqueeze(3), axis[:, 2, None, None, :, :], out=hashed)
-            hashed += self._offsets[Ld:].view(L - Ld, 1, 1, 1, 1).to(itype)
-
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        wf = torch.stack((one - frac, frac), 2)  # (L, 3, 2, N)
+            hashed += self._offsets[Ld:].view(Lh, 1, 1, 1, 1).to(itype)
         return idx.view(L, 8, n), wf
 
     def torch_forward(self, x: Tensor) -> Tensor:
