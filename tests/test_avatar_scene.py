@@ -1,25 +1,13 @@
 """AvatarScene: the torch-only avatar renderer learns the people of a tiny sequence."""
 
-import cv2
 import numpy as np
 import torch
 
-from avatarpose_ns.io.cameras import pixel_rays, read_cameras
+from avatarpose_ns.io.frame_rays import frame_rays
 from avatarpose_ns.io.easymocap import read_smpl_npz
 from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.models.losses import avatar_losses
-
-
-def _frame_rays(sequence, frame=0):
-    origins, directions, colours, masks = [], [], [], []
-    for name, cam in read_cameras(sequence).items():
-        image = cv2.imread(str(sequence / "images" / name / f"{frame:06d}.jpg"))[..., ::-1] / 255.0
-        mask = cv2.imread(str(sequence / "mask" / name / f"{frame:06d}.png"), cv2.IMREAD_GRAYSCALE) > 0
-        o, d = pixel_rays(cam)
-        origins.append(o), directions.append(d), colours.append(image.reshape(-1, 3)), masks.append(mask.reshape(-1))
-    as_t = lambda a: torch.tensor(np.concatenate(a), dtype=torch.float32)
-    return as_t(origins), as_t(directions), as_t(colours), torch.tensor(np.concatenate(masks))
 
 
 def _scene(sequence, body_model):
@@ -33,7 +21,7 @@ def _scene(sequence, body_model):
 def test_training_steps_lower_the_loss(tiny_sequence, body_model):
     torch.manual_seed(0)
     scene = _scene(tiny_sequence, body_model)
-    origins, directions, colours, mask = _frame_rays(tiny_sequence)
+    origins, directions, colours, mask = frame_rays(tiny_sequence)
     target = torch.where(mask[:, None], colours, torch.ones_like(colours))
     on_people = mask.nonzero()[:, 0]
     optimizer = torch.optim.Adam(scene.fields.parameters(), lr=1e-2, eps=1e-15)
@@ -55,7 +43,7 @@ def test_training_steps_lower_the_loss(tiny_sequence, body_model):
 
 def test_render_shapes_and_layers(tiny_sequence, body_model):
     scene = _scene(tiny_sequence, body_model).eval()
-    origins, directions, _, mask = _frame_rays(tiny_sequence)
+    origins, directions, _, mask = frame_rays(tiny_sequence)
     pick = torch.cat([mask.nonzero()[:50, 0], (~mask).nonzero()[:50, 0]])
     with torch.no_grad():
         render = scene.render(origins[pick], directions[pick], frame_position=1).render
@@ -66,7 +54,7 @@ def test_render_shapes_and_layers(tiny_sequence, body_model):
 
 def test_gradients_reach_the_pose(tiny_sequence, body_model):
     scene = _scene(tiny_sequence, body_model)
-    origins, directions, _, mask = _frame_rays(tiny_sequence)
+    origins, directions, _, mask = frame_rays(tiny_sequence)
     rays = mask.nonzero()[:200, 0]
     render = scene.render(origins[rays], directions[rays], frame_position=0).render
     render.rgb.sum().backward()

@@ -254,3 +254,17 @@ def test_sampler_deformer_grid_pipeline_shapes(body_model, num_people):
     assert keep.shape == (num_people, 64 * 32)
     final = samples.with_valid(samples.from_per_person(keep))
     assert final.valid.any() and not (final.valid & ~samples.valid).any()
+
+
+def test_kept_cells_stay_occupied_after_an_update():
+    import torch
+
+    from avatarpose_ns.models.occupancy import OccupancyGrid
+
+    grid = OccupancyGrid(torch.zeros(1, 3), torch.ones(1), resolution=8, decay=0.0, threshold=0.5)
+    grid.update(lambda points: torch.zeros(points.shape[:-1]))  # an empty field empties every cell
+    surface = torch.tensor([[[0.1, 0.2, 0.3], [-0.6, 0.0, 0.4]]])
+    assert not grid.query(surface).any()
+    grid.keep(surface)
+    assert grid.query(surface).all()
+    assert int(grid.occupied.sum()) == 2

@@ -161,5 +161,13 @@ class AvatarScene(nn.Module):
 
     @torch.no_grad()
     def update_occupancy(self, step: int) -> bool:
-        """Re-estimate which canonical cells hold the avatars (a density of sigma * min_step)."""
-        return self.occupancy.update(lambda points: self.fields.density_all(points) * self.config.min_step, step)
+        """Re-estimate which canonical cells hold the avatars (a density of sigma * min_step).
+
+        Cells on the canonical body surface always stay occupied: a person whose field
+        is still faint when pruning starts would otherwise lose every cell and never
+        learn again (pruned samples get no gradient).
+        """
+        updated = self.occupancy.update(lambda points: self.fields.density_all(points) * self.config.min_step, step)
+        if updated:
+            self.occupancy.keep(self.canonical_bodies()[0])
+        return updated

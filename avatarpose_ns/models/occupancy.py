@@ -154,6 +154,13 @@ class OccupancyGrid(torch.nn.Module):
         self.num_updates += 1
         return True
 
+    @torch.no_grad()
+    def keep(self, points_canonical: torch.Tensor) -> None:
+        """Mark the cells holding these points (L, M, 3) occupied, whatever the fields say."""
+        flat, inside = self._cell_index(points_canonical.to(self.centre.dtype))
+        occupied = self.occupied.reshape(self.num_people, -1)
+        occupied.scatter_(1, flat, occupied.gather(1, flat) | inside)
+
     def occupied_fraction(self) -> torch.Tensor:
         """(L,) share of occupied cells per person."""
         return self.occupied.reshape(self.num_people, -1).float().mean(dim=1)
