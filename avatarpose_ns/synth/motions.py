@@ -73,6 +73,7 @@ class Script:
     facing: np.ndarray  # (K, F) facing angle in the xy plane, radians
     body_pose: np.ndarray  # (K, F, 69) scripted pose
     contacts: list[Contact] = field(default_factory=list)
+    hand_pump: np.ndarray | None = None  # (F,) up-down motion of person 0's right hand (handshake), metres
 
 
 def smoothstep(t: np.ndarray, start: float, end: float) -> np.ndarray:
@@ -164,11 +165,9 @@ def _script_handshake(rng, k, f, t) -> Script:
         reach_forward_pose(reach, "right", lift=0.9, spread=0.9, bend=0.6)
         poses[person] = (1 - shake[:, None]) * poses[person] + shake[:, None] * reach
     pump = 0.04 * np.sin(2 * math.pi * 2.0 * t)
-    # person 0's right hand meets person 1's right hand, 6 cm apart across the palms, pumping together
+    # person 0's right hand meets person 1's right hand; the joined hands pump up and down
     contacts = [Contact(0, "right_hand", 1, "right_hand", (0.0, 0.0, 0.0), shake)]
-    script = Script(position, facing, poses, contacts)
-    script.pump = pump  # type: ignore[attr-defined]
-    return script
+    return Script(position, facing, poses, contacts, hand_pump=pump)
 
 
 def _script_shoulder_walk(rng, k, f, t, duration) -> Script:
@@ -182,8 +181,8 @@ def _script_shoulder_walk(rng, k, f, t, duration) -> Script:
     poses = np.stack([relaxed_pose(rng, f, t) for _ in range(k)])
     phase = 2 * math.pi * 0.9 * duration * t
     contacts = []
-    for person in range(k):
-        add_gait(poses[person], phase + (math.pi if person % 2 else 0.0) * 0.0, amplitude=0.3)
+    for person in range(k):  # arm in arm, everyone walks in step
+        add_gait(poses[person], phase, amplitude=0.3)
     ones = np.ones(f)
     for person in range(k - 1):
         right = person + 1  # the neighbour on this person's right
@@ -272,7 +271,7 @@ def _solve(body: BodyModel, betas: torch.Tensor, script: Script, orient: torch.T
     limit_value = torch.tensor(list(_JOINT_LIMITS.values()))
     delta = torch.zeros(k, f, 69, requires_grad=True)
     rotations = torch.stack([torch.tensor(_rotation(o), dtype=torch.float32) for o in orient.reshape(-1, 3)]).reshape(k, f, 3, 3)
-    pump = torch.tensor(getattr(script, "pump", np.zeros(f)), dtype=torch.float32)
+    pump = None if script.hand_pump is None else torch.tensor(script.hand_pump, dtype=torch.float32)
     optimizer = torch.optim.Adam([delta], lr=config.learning_rate)
     for _ in range(config.iterations):
         optimizer.zero_grad(set_to_none=True)
@@ -293,7 +292,7 @@ def _solve(body: BodyModel, betas: torch.Tensor, script: Script, orient: torch.T
             error = joints[c.person, :, J[c.joint]] - target
             weight = torch.tensor(c.weight, dtype=torch.float32)
             loss = loss + config.contact_weight * (weight * error.pow(2).sum(-1)).sum() / f
-        if pump.abs().sum() > 0:  # handshake: the joined hands move up and down together
+        if pump is not None:  # handshake: the joined hands move up and down together
             hands = joints[0, :, J["right_hand"], 2]
             loss = loss + config.contact_weight * (hands - hands.mean().detach() - pump).pow(2).sum() / f
         for a in range(k):
