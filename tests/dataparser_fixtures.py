@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.cameras_convert import project_with_cameras
 from avatarpose_ns.dataparsers.scene_transform import SceneTransform, transform_smpl
+from avatarpose_ns.dataparsers.smpl_init import posed_joints
 from avatarpose_ns.io.cameras import CameraCalib, pixel_rays, read_cameras, ring_rig, write_cameras
 from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_keypoints3d_folder, write_smpl_npz
 from avatarpose_ns.synth.render import MeshLayer, render_view
@@ -41,13 +42,7 @@ class Fixture:
     frames: list[int]
 
 
-def joints_of(body: BodyModel, seq: SmplSequence) -> np.ndarray:
-    with torch.no_grad():
-        out = body.joints_only(torch.tensor(seq.betas[None], dtype=torch.float32),
-                               torch.tensor(seq.body_pose, dtype=torch.float32),
-                               torch.tensor(seq.global_orient, dtype=torch.float32),
-                               torch.tensor(seq.transl, dtype=torch.float32))
-    return out.double().numpy()
+joints_of = posed_joints  # the package's own (F, 24, 3) posing of one person
 
 
 def vertices_of(body: BodyModel, seq: SmplSequence) -> np.ndarray:
