@@ -122,6 +122,13 @@ class OccupancyGrid(torch.nn.Module):
         occupied = torch.gather(self.occupied.reshape(self.num_people, -1), 1, flat) & inside
         return occupied.reshape(lead)
 
+    @torch.no_grad()
+    def query_person(self, points_canonical: torch.Tensor, person: int) -> torch.Tensor:
+        """points (K, 3) in person `person`'s canonical space -> (K,) bool occupied."""
+        padded = points_canonical.new_zeros(self.num_people, points_canonical.shape[0], 3)
+        padded[person] = points_canonical
+        return self.query(padded)[person]
+
     def prune(self, points_canonical: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """valid (L, ...) narrowed to samples whose canonical point (L, ..., 3) is in an occupied cell."""
         return valid & self.query(points_canonical)
@@ -160,6 +167,12 @@ class OccupancyGrid(torch.nn.Module):
         flat, inside = self._cell_index(points_canonical.to(self.centre.dtype))
         occupied = self.occupied.reshape(self.num_people, -1)
         occupied.scatter_(1, flat, occupied.gather(1, flat) | inside)
+
+    @torch.no_grad()
+    def keep_cells(self, cells: torch.Tensor) -> None:
+        """Mark cells (L, R^3) bool (flat, in `cell_centres` order) occupied, whatever the fields say."""
+        occupied = self.occupied.reshape(self.num_people, -1)
+        occupied |= cells.to(occupied.device).reshape(occupied.shape)
 
     def occupied_fraction(self) -> torch.Tensor:
         """(L,) share of occupied cells per person."""

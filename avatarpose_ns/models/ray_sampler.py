@@ -18,6 +18,12 @@ invalid sample has zero opacity whatever density it is given). A long interval
 uses all `num_samples` slots with spacing D / num_samples (> min_step).
 Non-hit rays: all slots invalid, t = t_near = near_plane, delta 0.
 
+With a `BodyShellGrid` (the space near each posed body, see `body_shell`),
+`shell_samples` marches each (ray, person) interval in steps of min_step and keeps
+only the candidates inside that person's shell: the samples go where a body can be.
+When more than num_samples candidates are inside, every k-th is kept
+(k = ceil(inside / num_samples)) and each stands for k steps.
+
 Torch only. Shapes: R rays, L people, S = num_samples slots per (ray, person).
 """
 
@@ -25,7 +31,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
+
+from avatarpose_ns.models.body_shell import BodyShellGrid
 
 DEFAULT_MARGIN = 0.1  # metres around the posed vertices
 DEFAULT_MIN_STEP = 0.005  # metres between samples at least
@@ -155,6 +165,51 @@ def stratified_samples(origins: torch.Tensor, directions: torch.Tensor, t_near: 
     return PersonRaySamples(t, deltas, positions, valid, t_near, t_far, hit, count)
 
 
+def shell_samples(origins: torch.Tensor, directions: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
+                  hit: torch.Tensor, shell: BodyShellGrid, num_samples: int = DEFAULT_NUM_SAMPLES,
+                  min_step: float = DEFAULT_MIN_STEP, training: bool = True,
+                  generator: torch.Generator | None = None) -> PersonRaySamples:
+    """Samples of each (ray, person) interval that fall inside that person's body shell.
+
+    Candidates at t_near + (c + u) * min_step, c = 0, 1, ... (u uniform in training, 0.5
+    at eval); the ones inside the shell are kept in depth order, every k-th when more than
+    num_samples are, with delta k * min_step. Same output layout as `stratified_samples`
+    (valid slots first, padding at t_far with delta 0). min_step in the units of t.
+    """
+    if num_samples < 1 or min_step <= 0:
+        raise ValueError("num_samples must be >= 1 and min_step > 0")
+    num_rays, num_people = t_near.shape
+    device, dtype = t_near.device, t_near.dtype
+    length = torch.where(hit, t_far - t_near, torch.zeros_like(t_near))
+    num_candidates = max(1, math.ceil(float(length.max()) / min_step)) if length.numel() else 1
+    candidate = torch.arange(num_candidates, device=device, dtype=dtype)
+    if training:
+        rand_device = generator.device if generator is not None else device
+        offset = torch.rand(num_rays, num_people, num_candidates, generator=generator, device=rand_device,
+                            dtype=dtype).to(device)
+    else:
+        offset = torch.full((num_rays, num_people, num_candidates), 0.5, device=device, dtype=dtype)
+    t_candidate = t_near[..., None] + (candidate + offset) * min_step  # (R, L, C)
+    in_interval = hit[..., None] & (t_candidate < t_far[..., None])
+    points = origins[:, None, None, :] + t_candidate[..., None] * directions[:, None, None, :]
+    inside = shell.query(points) & in_interval  # (R, L, C)
+    num_inside = inside.sum(dim=-1)  # (R, L)
+    stride = torch.div(num_inside + num_samples - 1, num_samples, rounding_mode="floor").clamp_min(1)
+    rank = inside.cumsum(dim=-1) - 1
+    keep = inside & (rank % stride[..., None] == 0)
+    count = torch.div(num_inside + stride - 1, stride, rounding_mode="floor")  # kept per (ray, person)
+    ray_person = keep.nonzero()  # (K, 3): ray, person, candidate, in depth order per (ray, person)
+    slot = torch.div(rank[keep], stride[ray_person[:, 0], ray_person[:, 1]], rounding_mode="floor")
+    flat = (ray_person[:, 0] * num_people + ray_person[:, 1]) * num_samples + slot
+    t = t_far[..., None].expand(num_rays, num_people, num_samples).clone()
+    t.view(-1)[flat] = t_candidate[keep]
+    slots = torch.arange(num_samples, device=device)
+    valid = slots[None, None, :] < count[..., None]
+    deltas = torch.where(valid, (stride.to(dtype) * min_step)[..., None].expand_as(t), torch.zeros_like(t))
+    positions = origins[:, None, None, :] + t[..., None] * directions[:, None, None, :]
+    return PersonRaySamples(t, deltas, positions, valid, t_near, t_far, hit & (count > 0), count)
+
+
 class PersonRaySampler:
     """Box intersection + stratified sampling for L people with one configuration.
 
@@ -176,8 +231,12 @@ class PersonRaySampler:
 
     def __call__(self, origins: torch.Tensor, directions: torch.Tensor, box_min: torch.Tensor,
                  box_max: torch.Tensor, training: bool = True,
-                 generator: torch.Generator | None = None) -> PersonRaySamples:
-        """origins, directions (R, 3); box_min, box_max (L, 3) -> PersonRaySamples (R, L, S)."""
+                 generator: torch.Generator | None = None, shell: BodyShellGrid | None = None) -> PersonRaySamples:
+        """origins, directions (R, 3); box_min, box_max (L, 3) -> PersonRaySamples (R, L, S).
+        With a shell, samples only inside it (`shell_samples`); else stratified over the box."""
         t_near, t_far, hit = ray_aabb(origins, directions, box_min, box_max, self.near_plane, self.far_plane)
+        if shell is not None:
+            return shell_samples(origins, directions, t_near, t_far, hit, shell, self.num_samples, self.min_step,
+                                 training, generator)
         return stratified_samples(origins, directions, t_near, t_far, hit, self.num_samples, self.min_step,
                                   training, generator)
