@@ -9,7 +9,6 @@ from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from avatarpose_ns.engine.schedulers import FloatExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParserConfig
@@ -17,6 +16,13 @@ from avatarpose_ns.datamanagers.avatar_datamanager import AvatarDataManagerConfi
 from avatarpose_ns.datamanagers.frame_pixel_sampler import FramePixelSamplerConfig
 from avatarpose_ns.models.avatarpose_model import AvatarPoseModelConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
+from avatarpose_ns.pipelines.alternating_pipeline import RELEASED_SCHEDULE, AlternatingPipelineConfig
+
+# The CPU schedule: the released shape, about 25x shorter. Shape, translation and orientation
+# get larger learning rates than released (1e-3 instead of 1e-5) so that their few hundred
+# Adam steps can still move a person by centimetres; the pose MLP a smaller one (3e-4
+# instead of 1e-3), since with 2048 rays per step its updates are noisier.
+LITE_SCHEDULE = ("avatar:300", "pose:250", "avatar:100", "pose:250", "avatar:100", "pose_body:200")
 
 
 @dataclass
@@ -28,23 +34,21 @@ class AdamBetasOptimizerConfig(AdamOptimizerConfig):
     """torch's fused Adam: one kernel for all parameters (much faster for large hash tables on a CPU)"""
 
 
-def _optimizers(steps: int, field_lr: float, fused: Optional[bool]) -> dict:
-    """Adam with eps 1e-15 (hash grids), exponential decay to 1/10 over the run."""
-    return {
-        "fields": {
-            "optimizer": AdamBetasOptimizerConfig(lr=field_lr, eps=1e-15, fused=fused),
-            "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=field_lr * 0.1, max_steps=steps),
-        },
-        "body_shape": {
-            "optimizer": AdamBetasOptimizerConfig(lr=1e-5, eps=1e-15),
-            "scheduler": None,
-        },
-    }
+def _optimizers(field_lr: float, shape_lr: float, pose_mlp_lr: float, transl_orient_lr: float,
+                fused: Optional[bool]) -> dict:
+    """Adam, betas (0.9, 0.99), eps 1e-15, one group per kind of parameter. No nerfstudio
+    schedulers: the alternating pipeline decays every rate within each phase and restarts it."""
+    def adam(lr: float) -> dict:
+        return {"optimizer": AdamBetasOptimizerConfig(lr=lr, eps=1e-15, fused=fused), "scheduler": None}
+
+    return {"fields": adam(field_lr), "body_shape": adam(shape_lr), "pose_mlp": adam(pose_mlp_lr),
+            "transl_orient": adam(transl_orient_lr)}
 
 
 def avatarpose_trainer(lite: bool) -> TrainerConfig:
     """The method's trainer; `lite` sizes it for a 2-core CPU (smaller fields, fewer rays and samples)."""
-    steps = 1500 if lite else 30000
+    schedule = LITE_SCHEDULE if lite else RELEASED_SCHEDULE
+    steps = sum(int(entry.split(":")[1]) for entry in schedule)
     return TrainerConfig(
         method_name="avatarpose-lite" if lite else "avatarpose",
         steps_per_eval_batch=100 if lite else 500,
@@ -52,9 +56,10 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
         steps_per_eval_all_images=100000,
         steps_per_save=250 if lite else 2000,
         max_num_iterations=steps,
-        mixed_precision=not lite,
+        mixed_precision=False,  # frozen groups have no gradients, which torch's GradScaler refuses
         machine=MachineConfig(device_type="cpu") if lite else MachineConfig(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=AlternatingPipelineConfig(
+            schedule=schedule,
             datamanager=AvatarDataManagerConfig(
                 dataparser=EasyMocapDataParserConfig(),
                 train_num_rays_per_batch=2048 if lite else 16384,
@@ -65,10 +70,12 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
             model=AvatarPoseModelConfig(
                 canonical_field=CanonicalFieldConfig.small() if lite else CanonicalFieldConfig(),
                 num_samples=32 if lite else 256,
+                min_step=0.01 if lite else 0.005,
                 eval_num_rays_per_chunk=4096 if lite else 16384,
             ),
         ),
-        optimizers=_optimizers(steps, field_lr=1e-2, fused=True if lite else None),
+        optimizers=_optimizers(field_lr=1e-2, shape_lr=1e-3 if lite else 1e-5, pose_mlp_lr=3e-4 if lite else 1e-3,
+                               transl_orient_lr=1e-3 if lite else 1e-5, fused=True if lite else None),
         viewer=ViewerConfig(num_rays_per_chunk=4096 if lite else 16384),
         vis="viewer",
     )

@@ -8,9 +8,14 @@ import torch
 from dataparser_fixtures import write_easymocap_sequence
 
 
+def _clone_state(pipeline):
+    return {k: v.detach().clone() for k, v in pipeline.model.state_dict().items()}
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, body_model):
-    """Three CPU iterations of avatarpose-lite on a tiny sequence, with a saved checkpoint."""
+    """avatarpose-lite on a tiny sequence: 2 avatar, 2 pose and 2 body-pose steps, checkpoints saved.
+    Returns (config, trainer, snapshots): model state (and field optimizer state) on entering each phase."""
     from avatarpose_ns.method_configs import avatarpose_trainer
 
     root = tmp_path_factory.mktemp("method")
@@ -18,9 +23,11 @@ def trained_run(tmp_path_factory, body_model):
     config = avatarpose_trainer(lite=True)
     config.pipeline.datamanager.data = root / "seq"
     config.pipeline.datamanager.train_num_rays_per_batch = 256
+    config.pipeline.schedule = ("avatar:2", "pose:2", "pose_body:2")
     config.pipeline.model.num_samples = 16
+    config.pipeline.model.body_prior_steps = 5
     config.output_dir = root / "outputs"
-    config.max_num_iterations = 3
+    config.max_num_iterations = 6
     config.steps_per_save = 2
     config.steps_per_eval_batch = 2
     config.steps_per_eval_image = 1000
@@ -29,9 +36,34 @@ def trained_run(tmp_path_factory, body_model):
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
-    before = {k: v.clone() for k, v in trainer.pipeline.model.state_dict().items()}
+    pipeline = trainer.pipeline
+    snapshots = {"start": _clone_state(pipeline)}
+    enter_step = pipeline.enter_step
+
+    def spy(step: int) -> str:
+        phase = enter_step(step)
+        if phase not in snapshots:
+            fields_adam = trainer.optimizers.optimizers["fields"].state
+            snapshots[phase] = _clone_state(pipeline)
+            snapshots[phase + "_adam"] = {id(k): {n: t.clone() for n, t in v.items() if torch.is_tensor(t)}
+                                          for k, v in fields_adam.items()}
+        return phase
+
+    pipeline.enter_step = spy
     trainer.train()
-    return config, trainer, before
+    snapshots["end"] = _clone_state(pipeline)
+    return config, trainer, snapshots
+
+
+def _changed(before, after, prefixes):
+    keys = [k for k in before if k.startswith(prefixes)]
+    assert keys, prefixes
+    return [k for k in keys if not torch.equal(before[k], after[k])]
+
+
+FIELDS = ("avatars.fields",)
+POSE = ("avatars.smpl.pose_mlps",)
+TRANSL_ORIENT = ("avatars.smpl.delta_orient", "avatars.smpl.delta_transl")
 
 
 def test_methods_are_registered():
@@ -43,13 +75,36 @@ def test_methods_are_registered():
     assert methods["avatarpose-lite"].machine.device_type == "cpu"
 
 
-def test_training_changes_the_fields_not_the_poses(trained_run):
-    _, trainer, before = trained_run
-    after = trainer.pipeline.model.state_dict()
-    changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert any(k.startswith("avatars.fields") for k in changed)
-    for name in ("avatars.smpl.body_pose", "avatars.smpl.global_orient", "avatars.smpl.transl"):
-        assert torch.equal(before[name], after[name]), name  # the avatar phase leaves poses alone
+def test_phases_train_their_groups_and_leave_the_others_bit_identical(trained_run):
+    _, trainer, snap = trained_run
+    assert {"avatar", "pose", "pose_body"} <= set(snap)
+    # avatar phase: fields change, poses do not
+    assert _changed(snap["start"], snap["pose"], FIELDS)
+    assert not _changed(snap["start"], snap["pose"], POSE + TRANSL_ORIENT)
+    # pose phase: pose MLP, translation and orientation change, fields do not
+    assert _changed(snap["pose"], snap["pose_body"], POSE) and _changed(snap["pose"], snap["pose_body"], TRANSL_ORIENT)
+    assert not _changed(snap["pose"], snap["end"], FIELDS)
+    # body-pose phase: only the MLP
+    assert _changed(snap["pose_body"], snap["end"], POSE)
+    assert not _changed(snap["pose_body"], snap["end"], TRANSL_ORIENT)
+    # the frozen fields' Adam state is untouched by the pose phases
+    adam_now = trainer.optimizers.optimizers["fields"].state
+    for key, state in snap["pose_adam"].items():
+        now = next(v for k, v in adam_now.items() if id(k) == key)
+        for name, value in state.items():
+            assert torch.equal(now[name], value), name
+
+
+def test_learning_rate_restarts_with_each_phase(trained_run):
+    _, trainer, _ = trained_run
+    pipeline = trainer.pipeline
+    rates = []
+    for step in (0, 1, 2, 3):
+        pipeline.enter_step(step)
+        rates.append(trainer.optimizers.optimizers["pose_mlp"].param_groups[0]["lr"])
+    initial = trainer.optimizers.optimizers["pose_mlp"].param_groups[0]["initial_lr"]
+    assert rates[0] == pytest.approx(initial) and rates[2] == pytest.approx(initial)  # phase starts
+    assert rates[1] == pytest.approx(0.1 * initial) and rates[3] == pytest.approx(0.1 * initial)  # phase ends
 
 
 def test_checkpoint_loads_through_eval_setup(trained_run):

@@ -164,16 +164,17 @@ def test_pose_losses_bundle_reuses_priors():
     acc = torch.tensor([0.2, 0.5, 0.9])
     mask = torch.tensor([0.0, 1.0, 1.0])
     opac = torch.tensor([[0.5, 0.5], [0.1, 0.0]])
-    out = pose_losses(rgb, rgb, acc, mask, body_pose, transl, collision_opacities=opac)
-    w = PoseLossWeights()
+    w = PoseLossWeights(smoothness=1.0, smoothness_pose=0.5)
+    out = pose_losses(rgb, rgb, acc, mask, body_pose, transl, collision_opacities=opac, weights=w)
     assert out["rgb_loss"].item() == 0.0
     assert out["mask_loss"].item() == pytest.approx(w.mask * mask_bce_loss(acc, mask).item())
     flat = body_pose.reshape(-1, 69)
     assert out["angle_prior_loss"].item() == pytest.approx(w.angle_prior * angle_prior(flat).mean().item(), rel=1e-6)
     assert out["l2_pose_loss"].item() == pytest.approx(w.l2_pose * flat.pow(2).sum(-1).mean().item(), rel=1e-6)
     assert out["collision_loss"].item() == pytest.approx(w.collision * 0.25)
-    per_person = [temporal_smoothness(transl[p]) + temporal_smoothness(body_pose[p]) for p in range(2)]
-    assert out["smoothness_loss"].item() == pytest.approx(w.smoothness * sum(per_person).item() / 2, rel=1e-6)
+    per_person = [w.smoothness * temporal_smoothness(transl[p]) + w.smoothness_pose * temporal_smoothness(body_pose[p])
+                  for p in range(2)]
+    assert out["smoothness_loss"].item() == pytest.approx(sum(per_person).item() / 2, rel=1e-6)
     priors = pose_prior_losses(body_pose[0])
     assert set(priors) == {"l2_pose", "angle_prior"}
     assert smoothness_loss(transl[0]).item() == pytest.approx(temporal_smoothness(transl[0]).item())

@@ -10,7 +10,7 @@ to shape it, and a few anywhere keep empty space empty.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Type
+from typing import Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,14 @@ class FramePixelSampler(PixelSampler):
     def __init__(self, config: FramePixelSamplerConfig, image_frames: Optional[torch.Tensor] = None, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.image_frames = image_frames
+        self.set_fractions(config.inside_fraction, config.edge_fraction)
+        self._bands: Dict[Tuple[int, ...], torch.Tensor] = {}  # edge bands per set of images (masks do not change)
+
+    def set_fractions(self, inside: float, edge: float) -> None:
+        """Shares of rays inside the mask and in its edge band (the rest anywhere); phases change them."""
+        if inside < 0 or edge < 0 or inside + edge > 1:
+            raise ValueError(f"inside ({inside}) and edge ({edge}) fractions must be >= 0 and sum to at most 1")
+        self.inside_fraction, self.edge_fraction = float(inside), float(edge)
 
     def collate_image_dataset_batch(self, batch: Dict, num_rays_per_batch: int, keep_full_image: bool = False):
         images = batch["image"]
@@ -66,9 +74,12 @@ class FramePixelSampler(PixelSampler):
             mask = batch["mask"][local][..., 0].bool().cpu()
         else:
             mask = torch.ones((len(local), height, width), dtype=torch.bool)
-        inside = int(round(num_rays_per_batch * self.config.inside_fraction)) if mask.any() else 0
-        edge = int(round(num_rays_per_batch * self.config.edge_fraction)) if mask.any() else 0
-        band = edge_band(mask, self.config.edge_band_px)
+        inside = int(round(num_rays_per_batch * self.inside_fraction)) if mask.any() else 0
+        edge = int(round(num_rays_per_batch * self.edge_fraction)) if mask.any() else 0
+        key = tuple(image_idx[local].tolist())
+        band = self._bands.get(key)
+        if band is None:
+            band = self._bands[key] = edge_band(mask, self.config.edge_band_px)
         picks = [draw_pixels(mask, inside), draw_pixels(band if band.any() else mask, edge)]
         rest = num_rays_per_batch - sum(len(p) for p in picks)
         picks.append(draw_pixels(torch.ones_like(mask), rest))

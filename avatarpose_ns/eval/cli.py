@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json as jsonlib
 import math
+import dataclasses
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,6 +53,8 @@ class EvalArgs:
     """Evaluate only frames present in both inputs (default: GT frames without predictions are misses)."""
     per_joint: bool = False
     """Also print the per-joint MPJPE table."""
+    baseline: Path | None = None
+    """Another prediction (e.g. the initialisation) to compare with: adds a baseline-vs-pred table."""
 
 
 class EvalError(Exception):
@@ -121,7 +125,30 @@ def run_eval(args: EvalArgs, console: Console | None = None) -> PoseMetrics:
         except OSError as err:
             raise EvalError(f"{args.json}: cannot write JSON ({err})") from None
         console.print(f"wrote {args.json}")
+    if args.baseline is not None:
+        quiet = Console(file=io.StringIO())
+        base = run_eval(dataclasses.replace(args, pred=args.baseline, baseline=None, json=None, per_joint=False), quiet)
+        print_comparison(base, metrics, console, str(args.baseline), str(args.pred))
     return metrics
+
+
+def print_comparison(base: PoseMetrics, pred: PoseMetrics, console: Console, base_name: str, pred_name: str) -> None:
+    """One row per input and the ratio: MPJPE, per-group MPJPE, PCP, AP50, AP100, Recall@500."""
+    table = Table(title="baseline vs prediction (errors in mm, PCP/AP/recall in %)")
+    columns = [("MPJPE", lambda m: m.mpjpe, True)]
+    columns += [(g, (lambda g: lambda m: m.per_group_mpjpe.get(g, float("nan")))(g), True)
+                for g in pred.per_group_mpjpe]
+    columns += [("PCP", lambda m: m.pcp, False), ("AP50", lambda m: m.ap.get(50, float("nan")), False),
+                ("AP100", lambda m: m.ap.get(100, float("nan")), False), ("Rec500", lambda m: m.recall500, False)]
+    table.add_column("")
+    for name, _, _ in columns:
+        table.add_column(name, justify="right")
+    for label, metrics in (("base", base), ("pred", pred)):
+        table.add_row(label, *[_fmt(get(metrics), 1) for _, get, _ in columns])
+    ratio = [_fmt(get(pred) / get(base), 3) if is_error and get(base) else "" for _, get, is_error in columns]
+    table.add_row("ratio", *ratio)
+    table.caption = f"baseline: {base_name}\nprediction: {pred_name}"
+    console.print(table)
 
 
 def _frame_range(frames: set[int]) -> str:

@@ -17,9 +17,12 @@ import torch
 from torch import nn
 
 from avatarpose_ns.body.body_model import BodyModel, canonical_body_pose
+from avatarpose_ns.models.body_prior import canonical_body_cells, fit_field_to_body
+from avatarpose_ns.models.body_shell import BodyShellGrid, body_shell_grid
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig, MultiPersonFields
 from avatarpose_ns.models.compositor import LayeredRender, composite_layers
 from avatarpose_ns.models.deformer import SkinningDeformer
+from avatarpose_ns.models.pose_correction import SmplState
 from avatarpose_ns.models.occupancy import OccupancyGrid, canonical_bounding_cube
 from avatarpose_ns.models.ray_sampler import PersonRaySampler
 
@@ -32,50 +35,20 @@ class PosedPeople:
     transforms: torch.Tensor  # (L, 24, 4, 4) rest -> posed
     canonical_vertices: torch.Tensor  # (L, V, 3)
     canonical_transforms: torch.Tensor  # (L, 24, 4, 4) rest -> canonical
+    shell: BodyShellGrid | None = None  # where the posed bodies can hold density
 
 
 @dataclass
 class SceneRender:
     render: LayeredRender
     empty_density: torch.Tensor  # (M,) densities at samples the occupancy grid calls empty (training only)
+    collision_opacities: torch.Tensor | None = None
+    """(K, 2) opacities of two people's fields at the K samples inside both (see `collision_opacities`)"""
 
 
-class SmplState(nn.Module):
-    """Per-person, per-frame SMPL parameters, initialised from the dataparser's SMPL init.
-
-    Pose optimisation (Theta = Theta0 + MLP(Theta0)) builds on these; the avatar phase keeps them fixed.
-    """
-
-    def __init__(self, people: Mapping[int, Mapping[str, np.ndarray]]) -> None:
-        super().__init__()
-        self.person_ids = [int(p) for p in people]
-        stack = lambda key: torch.tensor(np.stack([np.asarray(people[p][key], dtype=np.float32) for p in people]))
-        self.betas = nn.Parameter(stack("betas").reshape(len(people), -1))
-        self.body_pose = nn.Parameter(stack("body_pose"))  # (L, F, 69)
-        self.global_orient = nn.Parameter(stack("global_orient"))  # (L, F, 3)
-        self.transl = nn.Parameter(stack("transl"))  # (L, F, 3)
-        for name, value in (("body_pose", self.body_pose), ("global_orient", self.global_orient), ("transl", self.transl)):
-            if not torch.isfinite(value).all():
-                raise ValueError(f"SMPL initialisation: '{name}' contains NaN or infinite values")
-
-    @property
-    def num_people(self) -> int:
-        return self.betas.shape[0]
-
-    def set_pose_trainable(self, trainable: bool) -> None:
-        """Switch gradients of pose, orientation and translation on or off. Off in avatar phases:
-        computing them costs most of a CPU training step even when no optimiser uses them."""
-        for parameter in (self.body_pose, self.global_orient, self.transl):
-            parameter.requires_grad_(trainable)
-
-    @property
-    def num_frames(self) -> int:
-        return self.body_pose.shape[1]
-
-    def frame(self, position: int) -> dict[str, torch.Tensor]:
-        """Parameters of every person at one frame position. -> betas (L, 10), body_pose (L, 69), ..."""
-        return {"betas": self.betas, "body_pose": self.body_pose[:, position],
-                "global_orient": self.global_orient[:, position], "transl": self.transl[:, position]}
+def density_to_opacity(density: torch.Tensor, step: float) -> torch.Tensor:
+    """Opacity of a `step`-long interval of constant density: 1 - exp(-sigma step)."""
+    return -torch.expm1(-torch.relu(density) * step)
 
 
 @dataclass
@@ -85,19 +58,24 @@ class AvatarSceneConfig:
     min_step: float = 0.005
     box_margin: float = 0.1
     max_skin_distance: float = 0.05
+    shell_sampling: bool = True
+    """march rays in min_step steps and keep samples near the posed bodies (else: stratified over the box)"""
+    shell_cell_size: float = 0.02
     occupancy_resolution: int = 64
     occupancy_decay: float = 0.8
     occupancy_threshold: float = 0.01
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    body_prior_steps: int = 150
+    """steps fitting each field's density to its canonical SMPL body before training (0: off)"""
 
 
 class AvatarScene(nn.Module):
     def __init__(self, body_model: BodyModel, smpl_init: Mapping[int, Mapping[str, np.ndarray]],
-                 config: AvatarSceneConfig) -> None:
+                 config: AvatarSceneConfig, pose_mlp_hidden: int = 128) -> None:
         super().__init__()
         self.config = config
         self.body_model = body_model
-        self.smpl = SmplState(smpl_init)
+        self.smpl = SmplState(smpl_init, hidden=pose_mlp_hidden)
         self.deformer = SkinningDeformer.from_body_model(body_model, max_dist=config.max_skin_distance)
         self.sampler = PersonRaySampler(config.num_samples, config.min_step, config.box_margin)
         with torch.no_grad():
@@ -108,6 +86,8 @@ class AvatarScene(nn.Module):
                                        decay=config.occupancy_decay, threshold=config.occupancy_threshold)
         self.register_buffer("background", torch.tensor(config.background, dtype=torch.float32), persistent=False)
         self._pose_cache: tuple | None = None
+        self._body_cells: tuple | None = None
+        self.register_buffer("body_prior_fitted", torch.tensor(False))
 
     @property
     def num_people(self) -> int:
@@ -128,16 +108,20 @@ class AvatarScene(nn.Module):
         params = self.smpl.frame(frame_position)
         posed = self.body_model(**params)
         canonical_vertices, canonical_transforms = self.canonical_bodies()
-        people = PosedPeople(posed.vertices, posed.joint_transforms, canonical_vertices, canonical_transforms)
+        shell = None
+        if self.config.shell_sampling:
+            shell = body_shell_grid(posed.vertices.detach(), self.config.max_skin_distance, self.config.shell_cell_size)
+        people = PosedPeople(posed.vertices, posed.joint_transforms, canonical_vertices, canonical_transforms, shell)
         self._pose_cache = None if torch.is_grad_enabled() else (key, people)
         return people
 
     def render(self, origins: torch.Tensor, directions: torch.Tensor, frame_position: int,
-               far: float = 1e3) -> SceneRender:
-        """Render rays (R, 3) (unit directions, world metres) of one frame."""
+               far: float = 1e3, with_collision: bool = False) -> SceneRender:
+        """Render rays (R, 3) (unit directions, world metres) of one frame.
+        with_collision: also return the opacities for the collision loss."""
         people = self.pose(frame_position)
         box_min, box_max = self.sampler.boxes(people.vertices.detach())
-        samples = self.sampler(origins, directions, box_min, box_max, training=self.training)
+        samples = self.sampler(origins, directions, box_min, box_max, training=self.training, shell=people.shell)
         points, valid = samples.per_person()  # (L, R*S, 3), (L, R*S)
         skinned = self.deformer.inverse_multi(points, people.vertices, people.transforms,
                                               people.canonical_transforms, mask=valid)
@@ -157,17 +141,77 @@ class AvatarScene(nn.Module):
             samples.from_per_person(density), samples.from_per_person(rgb),
             valid=samples.from_per_person(occupied), background=self.background, far=far,
         )
-        return SceneRender(render, empty_density)
+        collision = self.collision_opacities(people, points, occupied, density) if with_collision else None
+        return SceneRender(render, empty_density, collision)
+
+    def collision_opacities(self, people: PosedPeople, points: torch.Tensor, occupied: torch.Tensor,
+                            density: torch.Tensor) -> torch.Tensor:
+        """Opacities for the collision loss (eq. 12) at samples inside two avatars.
+
+        points (L, N, 3) posed samples of each person, occupied (L, N) their usable ones,
+        density (L, N) each person's own density there. Every usable sample of person p
+        that lies in person q's body shell is mapped into q's canonical space and q's
+        density is evaluated there too. -> (K, 2): opacity of p's and of q's field over
+        min_step, for all ordered pairs p != q; K may be 0. Gradients reach both poses.
+        """
+        rows = []
+        step = self.config.min_step
+        for p in range(self.num_people):
+            own = occupied[p].nonzero().squeeze(1)
+            for q in range(self.num_people):
+                if q == p or len(own) == 0:
+                    continue
+                shared = own[people.shell.query_person(points[p, own].detach(), q)] if people.shell is not None else own
+                if len(shared) == 0:
+                    continue
+                other = self.deformer.inverse(points[p, shared], people.vertices[q], people.transforms[q],
+                                              people.canonical_transforms[q])
+                usable = other.valid & self.occupancy.query_person(other.points.detach(), q)
+                if not usable.any():
+                    continue
+                density_q = self.fields[q].density(other.points[usable])
+                rows.append(torch.stack([density_to_opacity(density[p, shared[usable]], step),
+                                         density_to_opacity(density_q, step)], dim=-1))
+        return torch.cat(rows) if rows else points.new_zeros(0, 2)
+
+    def fit_fields_to_bodies(self) -> None:
+        """Start every field as its person's canonical SMPL body (see `body_prior`); once per model."""
+        if bool(self.body_prior_fitted) or self.config.body_prior_steps <= 0:
+            return
+        with torch.no_grad():
+            canonical = self.canonical_bodies()[0]
+        faces = self.body_model.faces.to(canonical.device)
+        frozen = [p for p in self.fields.parameters() if not p.requires_grad]
+        self.fields.requires_grad_(True)
+        with torch.enable_grad():
+            for person in range(self.num_people):
+                fit_field_to_body(self.fields[person], canonical[person], faces, steps=self.config.body_prior_steps)
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        self.body_prior_fitted.fill_(True)
+
+    @torch.no_grad()
+    def body_cells(self) -> torch.Tensor:
+        """(L, R^3) bool: occupancy cells inside or on each canonical body (cached per betas)."""
+        key = self.smpl.delta_betas._version
+        if self._body_cells is None or self._body_cells[0] != key:
+            canonical = self.canonical_bodies()[0]
+            faces = self.body_model.faces.to(canonical.device)
+            centres, sizes = self.occupancy.cell_centres(), self.occupancy.cell_size
+            cells = torch.stack([canonical_body_cells(centres[p], canonical[p], faces, float(sizes[p]))
+                                 for p in range(self.num_people)])
+            self._body_cells = (key, cells)
+        return self._body_cells[1]
 
     @torch.no_grad()
     def update_occupancy(self, step: int) -> bool:
         """Re-estimate which canonical cells hold the avatars (a density of sigma * min_step).
 
-        Cells on the canonical body surface always stay occupied: a person whose field
-        is still faint when pruning starts would otherwise lose every cell and never
-        learn again (pruned samples get no gradient).
+        Cells inside and on the canonical body always stay occupied: a person whose field
+        is faint when pruning starts would otherwise lose every cell and never learn again
+        (pruned samples get no gradient).
         """
         updated = self.occupancy.update(lambda points: self.fields.density_all(points) * self.config.min_step, step)
         if updated:
-            self.occupancy.keep(self.canonical_bodies()[0])
+            self.occupancy.keep_cells(self.body_cells())
         return updated

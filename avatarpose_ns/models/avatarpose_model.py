@@ -7,6 +7,7 @@ back nerfstudio outputs, losses and metrics.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple, Type
 
@@ -25,7 +26,8 @@ from avatarpose_ns.dataparsers.timeline import time_to_frame_position
 from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.models.compositor import instance_map
-from avatarpose_ns.models.losses import AvatarLossWeights, avatar_losses
+from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
+from avatarpose_ns.models.phases import PHASE_GROUPS, Phase
 
 
 @dataclass
@@ -43,11 +45,20 @@ class AvatarPoseModelConfig(ModelConfig):
     """padding of each person's posed bounding box, metres"""
     max_skin_distance: float = 0.05
     """samples farther than this from the posed body get zero density, metres"""
+    shell_sampling: bool = True
+    """march rays in min_step steps and sample only near the posed bodies (else stratified over each box)"""
+    body_prior_steps: int = 150
+    """steps fitting each field's density to its canonical SMPL body before training (0: start from fog)"""
     occupancy_resolution: int = 64
     occupancy_update_every: int = 20
     background_color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     """pixels outside the foreground mask take this colour in the targets and renders"""
     loss_weights: AvatarLossWeights = field(default_factory=AvatarLossWeights)
+    """avatar-phase loss weights"""
+    pose_loss_weights: PoseLossWeights = field(default_factory=PoseLossWeights)
+    """pose-phase loss weights"""
+    pose_mlp_hidden: int = 128
+    """width of the per-person pose MLP (69 -> w -> w -> w -> 69)"""
     body_model_path: str = ""
     """SMPL .pkl or folder; empty: the dataparser's choice (built-in model by default)"""
     enable_collider: bool = False
@@ -67,25 +78,45 @@ class AvatarPoseModel(Model):
         self.scene_transform = SceneTransform.from_dict(metadata["world_to_scene"])
         self.person_ids: List[int] = [int(p) for p in metadata["person_ids"]]
         self.num_frames = len(metadata["frames"])
+        self.frame_numbers: List[int] = [int(f) for f in metadata["frames"]]
         body_path = self.config.body_model_path or metadata.get("body_model_path")
         body_model = BodyModel(body_path or None)
         scene_config = AvatarSceneConfig(
             field=self.config.canonical_field, num_samples=self.config.num_samples, min_step=self.config.min_step,
             box_margin=self.config.box_margin, max_skin_distance=self.config.max_skin_distance,
             occupancy_resolution=self.config.occupancy_resolution, background=self.config.background_color,
+            shell_sampling=self.config.shell_sampling, body_prior_steps=self.config.body_prior_steps,
         )
         smpl_init = {int(p): v for p, v in metadata["smpl_init"].items()}
-        self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, scene_config)
-        self.avatars.smpl.set_pose_trainable(False)  # avatars only: poses stay at the initialisation
+        self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, scene_config,
+                                   pose_mlp_hidden=self.config.pose_mlp_hidden)
+        self.phase: Phase = "avatar"
+        self.set_phase("avatar")
+
+    def set_phase(self, phase: Phase) -> None:
+        """Switch what trains: gradients on for the phase's parameter groups, off for the rest
+        (a frozen group gets no gradient, so Adam neither steps it nor touches its state)."""
+        if phase not in PHASE_GROUPS:
+            raise ValueError(f"unknown phase {phase!r}; choose one of {sorted(PHASE_GROUPS)}")
+        trainable = PHASE_GROUPS[phase]
+        for name, parameters in self.get_param_groups().items():
+            for parameter in parameters:
+                parameter.requires_grad_(name in trainable)
+        self.phase = phase
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {"fields": list(self.avatars.fields.parameters()), "body_shape": [self.avatars.smpl.betas]}
+        return {"fields": list(self.avatars.fields.parameters()), **self.avatars.smpl.parameter_groups()}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def update_occupancy(step: int) -> None:
-            self.avatars.update_occupancy(step)
+            if self.phase in ("avatar", "joint"):  # the fields only change in these phases
+                self.avatars.update_occupancy(step)
 
-        return [TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_occupancy,
+        def fit_fields_to_bodies(step: int) -> None:  # once per model; a resumed run skips it
+            self.avatars.fit_fields_to_bodies()
+
+        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], fit_fields_to_bodies),
+                TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_occupancy,
                                  update_every_num_iters=self.config.occupancy_update_every)]
 
     # ------------------------------------------------------------------ rendering
@@ -108,10 +139,12 @@ class AvatarPoseModel(Model):
             "depth": origins.new_zeros(num_rays, 1), "person_accumulation": origins.new_zeros(num_rays, num_people),
             "person_rgb": origins.new_zeros(num_rays, num_people, 3),
         }
-        extras: Dict[str, list] = {"weights": [], "empty_density": []}
+        extras: Dict[str, list] = {"weights": [], "empty_density": [], "collision": []}
+        with_collision = self.training and self.phase in ("pose_body", "joint") and num_people > 1
         for frame in frames.unique().tolist():
             rays = (frames == frame).nonzero().squeeze(1)
-            result = self.avatars.render(origins[rays], directions[rays], int(frame), far=far)
+            result = self.avatars.render(origins[rays], directions[rays], int(frame), far=far,
+                                         with_collision=with_collision)
             render = result.render
             outputs["rgb"] = outputs["rgb"].index_copy(0, rays, render.rgb)
             outputs["accumulation"] = outputs["accumulation"].index_copy(0, rays, render.accumulation[:, None])
@@ -120,9 +153,13 @@ class AvatarPoseModel(Model):
             outputs["person_rgb"] = outputs["person_rgb"].index_copy(0, rays, render.person_rgb)
             extras["weights"].append(render.weights.flatten())
             extras["empty_density"].append(result.empty_density)
+            if result.collision_opacities is not None:
+                extras["collision"].append(result.collision_opacities)
         if self.training:
             outputs["sample_weights"] = torch.cat(extras["weights"])
             outputs["empty_density"] = torch.cat(extras["empty_density"])
+            if extras["collision"]:
+                outputs["collision_opacities"] = torch.cat(extras["collision"])
         else:  # per-person images for the viewer and ns-render
             for index, pid in enumerate(self.person_ids):
                 outputs[f"accumulation_person{pid}"] = outputs["person_accumulation"][:, index:index + 1]
@@ -148,13 +185,30 @@ class AvatarPoseModel(Model):
         return {"psnr": peak_signal_noise_ratio(outputs["rgb"].detach(), target, data_range=1.0)}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+        """Avatar losses in avatar phases, pose losses in pose phases, both (pose priors only) when joint."""
         target, mask = self._target(batch, outputs["rgb"])
-        return avatar_losses(
-            outputs["rgb"], target, outputs["accumulation"][:, 0], mask,
-            person_accumulation=outputs.get("person_accumulation"),
-            sample_weights=outputs.get("sample_weights"), density_outside=outputs.get("empty_density"),
-            weights=self.config.loss_weights,
-        )
+        accumulation = outputs["accumulation"][:, 0]
+        losses: Dict[str, torch.Tensor] = {}
+        if self.phase in ("avatar", "joint"):
+            losses.update(avatar_losses(
+                outputs["rgb"], target, accumulation, mask,
+                person_accumulation=outputs.get("person_accumulation"),
+                sample_weights=outputs.get("sample_weights"), density_outside=outputs.get("empty_density"),
+                weights=self.config.loss_weights,
+            ))
+        if self.phase != "avatar":
+            weights = self.config.pose_loss_weights
+            if self.phase == "joint":  # the avatar terms already fit the images
+                weights = dataclasses.replace(weights, rgb=0.0, mask=0.0)
+            smpl = self.avatars.smpl
+            body_pose = smpl.body_pose_all()
+            pose = pose_losses(
+                outputs["rgb"], target, accumulation, mask, body_pose=body_pose, transl=smpl.transl_all(),
+                smooth_pose=torch.cat([smpl.global_orient_all(), body_pose], dim=-1),
+                collision_opacities=outputs.get("collision_opacities"), weights=weights,
+            )
+            losses.update({f"pose_{name}" if name in losses else name: value for name, value in pose.items()})
+        return losses
 
     def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
         target, _ = self._target(batch, outputs["rgb"])

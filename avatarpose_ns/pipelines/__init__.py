@@ -1,1 +1,0 @@
-"""Training pipelines alternating avatar and pose optimisation."""

@@ -1,0 +1,71 @@
+"""Training phases of AvatarPose's alternating optimisation and what each one trains.
+
+    avatar     fields and shape (poses fixed): learn the avatars
+    pose       pose MLP, per-frame translation and orientation (fields fixed)
+    pose_body  pose MLP only, with the collision loss (the released schedule's last phases)
+    joint      everything at once (for comparison with alternation)
+
+A schedule is a sequence of "phase:steps" entries, e.g. ("avatar:400", "pose:200", ...);
+`PhaseSchedule` says which phase a global step is in and how far into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, Literal, Sequence, Tuple
+
+Phase = Literal["avatar", "pose", "pose_body", "joint"]
+
+PHASE_GROUPS: Dict[str, FrozenSet[str]] = {
+    "avatar": frozenset({"fields", "body_shape"}),
+    "pose": frozenset({"pose_mlp", "transl_orient"}),
+    "pose_body": frozenset({"pose_mlp"}),
+    "joint": frozenset({"fields", "body_shape", "pose_mlp", "transl_orient"}),
+}
+
+
+@dataclass(frozen=True)
+class PhaseSchedule:
+    """Phases in order with their lengths in steps; after the last, the last phase continues."""
+
+    phases: Tuple[Tuple[str, int], ...]
+
+    @classmethod
+    def parse(cls, entries: Sequence[str]) -> "PhaseSchedule":
+        """("avatar:400", "pose:200", ...) -> PhaseSchedule; a clear error for anything else."""
+        phases = []
+        for entry in entries:
+            name, sep, steps = str(entry).partition(":")
+            name = name.strip()
+            if not sep or name not in PHASE_GROUPS:
+                raise ValueError(f"schedule entry {entry!r}: expected '<phase>:<steps>' with phase one of "
+                                 f"{sorted(PHASE_GROUPS)}")
+            try:
+                count = int(steps)
+            except ValueError:
+                raise ValueError(f"schedule entry {entry!r}: steps must be an integer") from None
+            if count <= 0:
+                raise ValueError(f"schedule entry {entry!r}: steps must be positive")
+            phases.append((name, count))
+        if not phases:
+            raise ValueError("the phase schedule is empty")
+        return cls(tuple(phases))
+
+    @property
+    def total_steps(self) -> int:
+        return sum(steps for _, steps in self.phases)
+
+    def locate(self, step: int) -> Tuple[int, str, int, int]:
+        """step -> (phase index, phase name, steps into the phase, phase length)."""
+        start = 0
+        for index, (name, length) in enumerate(self.phases):
+            if step < start + length:
+                return index, name, step - start, length
+            start += length
+        name, length = self.phases[-1]
+        return len(self.phases) - 1, name, step - (start - length), length
+
+    def scaled(self, total_steps: int) -> "PhaseSchedule":
+        """The same shape stretched or shrunk to `total_steps` (each phase at least 1 step)."""
+        factor = total_steps / self.total_steps
+        return PhaseSchedule(tuple((name, max(1, round(length * factor))) for name, length in self.phases))

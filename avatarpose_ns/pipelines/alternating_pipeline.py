@@ -1,0 +1,81 @@
+"""The alternating avatar / pose optimisation of AvatarPose (section 3.2) as a nerfstudio pipeline.
+
+Each training step looks up its phase in the schedule (`phases.PhaseSchedule`),
+switches the model to it (which parameter groups get gradients, which losses
+apply), sets the pixel sampler's share of rays inside the mask, in the edge band
+and anywhere for that kind of phase, and sets every optimizer's learning rate from a
+linear decay that restarts with each phase. The model still runs through
+`self._model(...)` (VanillaPipeline.get_train_loss_dict), so DDP works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple, Type
+
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.engine.optimizers import Optimizers
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from avatarpose_ns.models.phases import PhaseSchedule
+
+# the released schedule's shape: avatar, then pose / avatar-refine alternations, body-only pose last
+RELEASED_SCHEDULE = ("avatar:10000", "pose:5000", "avatar:2500", "pose:5000", "avatar:2500", "pose_body:5000")
+
+
+@dataclass
+class AlternatingPipelineConfig(VanillaPipelineConfig):
+    _target: Type = field(default_factory=lambda: AlternatingPipeline)
+    schedule: Tuple[str, ...] = RELEASED_SCHEDULE
+    """phases in order as '<phase>:<steps>' (avatar, pose, pose_body, joint); the last one continues"""
+    joint_optimisation: bool = False
+    """optimise avatars and poses together for the whole run instead of alternating (for comparison)"""
+    avatar_fractions: Tuple[float, float] = (0.8, 0.1)
+    """avatar phases: share of rays inside the foreground mask and in the edge band (the rest anywhere)"""
+    pose_fractions: Tuple[float, float] = (0.6, 0.3)
+    """pose phases: share of rays inside the mask and in the edge band around it (the rest anywhere)"""
+    lr_final_factor: float = 0.1
+    """each phase decays every learning rate linearly from its configured value to this fraction of it"""
+
+
+class AlternatingPipeline(VanillaPipeline):
+    config: AlternatingPipelineConfig
+
+    def __init__(self, config: AlternatingPipelineConfig, *args, **kwargs) -> None:
+        super().__init__(config, *args, **kwargs)
+        schedule = PhaseSchedule.parse(config.schedule)
+        if config.joint_optimisation:
+            schedule = PhaseSchedule((("joint", schedule.total_steps),))
+        self.schedule = schedule
+        self._optimizers: Optional[Optimizers] = None
+        self._phase_index = -1
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes
+                               ) -> List[TrainingCallback]:
+        self._optimizers = training_callback_attributes.optimizers
+        return super().get_training_callbacks(training_callback_attributes)
+
+    def enter_step(self, step: int) -> str:
+        """Put the model, sampler and learning rates in the state of `step`'s phase; returns the phase."""
+        index, phase, into, length = self.schedule.locate(step)
+        if index != self._phase_index:
+            self._phase_index = index
+            self.model.set_phase(phase)
+            inside, edge = self.config.avatar_fractions if phase == "avatar" else self.config.pose_fractions
+            sampler = getattr(self.datamanager, "train_pixel_sampler", None)
+            if hasattr(sampler, "set_fractions"):
+                sampler.set_fractions(inside, edge)
+            CONSOLE.log(f"step {step}: {phase} phase ({length} steps)")
+        if self._optimizers is not None:
+            progress = into / max(length - 1, 1)
+            factor = 1.0 - (1.0 - self.config.lr_final_factor) * min(progress, 1.0)
+            for optimizer in self._optimizers.optimizers.values():
+                for group in optimizer.param_groups:
+                    group.setdefault("initial_lr", group["lr"])
+                    group["lr"] = group["initial_lr"] * factor
+        return phase
+
+    def get_train_loss_dict(self, step: int):
+        self.enter_step(step)
+        return super().get_train_loss_dict(step)

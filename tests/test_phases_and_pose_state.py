@@ -1,0 +1,72 @@
+"""Phase schedules, what each phase trains, and the pose parameterisation Theta0 + MLP(Theta0)."""
+
+import numpy as np
+import pytest
+import torch
+
+from avatarpose_ns.models.phases import PHASE_GROUPS, PhaseSchedule
+from avatarpose_ns.models.pose_correction import SmplState
+
+
+def _people(num_frames=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {pid: {"betas": rng.normal(size=10) * 0.3, "body_pose": rng.normal(size=(num_frames, 69)) * 0.2,
+                  "global_orient": rng.normal(size=(num_frames, 3)) * 0.2,
+                  "transl": rng.normal(size=(num_frames, 3))} for pid in (0, 3)}
+
+
+def test_schedule_parsing_and_lookup():
+    schedule = PhaseSchedule.parse(["avatar:3", "pose:2", "pose_body:4"])
+    assert schedule.total_steps == 9
+    assert [schedule.locate(s)[1] for s in range(10)] == ["avatar"] * 3 + ["pose"] * 2 + ["pose_body"] * 5
+    assert schedule.locate(4) == (1, "pose", 1, 2)
+    assert schedule.locate(12) == (2, "pose_body", 7, 4)  # the last phase continues
+    assert schedule.scaled(18).phases == (("avatar", 6), ("pose", 4), ("pose_body", 8))
+
+
+@pytest.mark.parametrize("entry", ["avatar", "walk:10", "pose:x", "pose:0", "pose:-3"])
+def test_bad_schedule_entries_are_named(entry):
+    with pytest.raises(ValueError, match=entry.split(":")[0]):
+        PhaseSchedule.parse(["avatar:5", entry])
+
+
+def test_phase_groups_partition_the_parameters():
+    assert PHASE_GROUPS["avatar"].isdisjoint(PHASE_GROUPS["pose"])
+    assert PHASE_GROUPS["pose_body"] < PHASE_GROUPS["pose"]
+    assert PHASE_GROUPS["joint"] == PHASE_GROUPS["avatar"] | PHASE_GROUPS["pose"]
+
+
+def test_state_starts_at_the_initialisation():
+    people = _people()
+    state = SmplState(people)
+    exported = state.export()
+    for index, pid in enumerate(people):
+        np.testing.assert_allclose(exported["body_pose"][index].numpy(), people[pid]["body_pose"], atol=1e-4)
+        np.testing.assert_allclose(exported["transl"][index].numpy(), people[pid]["transl"], atol=1e-6)
+        np.testing.assert_allclose(exported["betas"][index].numpy(), people[pid]["betas"], atol=1e-6)
+    frame = state.frame(2)
+    torch.testing.assert_close(frame["body_pose"], exported["body_pose"][:, 2])
+    torch.testing.assert_close(frame["global_orient"], exported["global_orient"][:, 2])
+
+
+def test_groups_freeze_separately_and_mlp_is_shared_over_frames():
+    state = SmplState(_people())
+    state.set_trainable({"pose_mlp": True, "transl_orient": False, "body_shape": False})
+    assert all(p.requires_grad for p in state.parameter_groups()["pose_mlp"])
+    assert not state.delta_transl.requires_grad and not state.delta_betas.requires_grad
+    state.frame(1)["body_pose"].sum().backward()
+    # one MLP per person, evaluated on that person's frame: every person's MLP gets a gradient
+    assert all(mlp[-1].weight.grad.abs().sum() > 0 for mlp in state.pose_mlps)
+    assert state.delta_transl.grad is None
+
+
+def test_nan_and_wrong_sizes_are_refused():
+    people = _people()
+    people[3]["transl"][1, 0] = np.nan
+    with pytest.raises(ValueError, match="transl"):
+        SmplState(people)
+    people = _people()
+    for pid in people:
+        people[pid]["body_pose"] = people[pid]["body_pose"][:, :63]
+    with pytest.raises(ValueError, match="69"):
+        SmplState(people)
