@@ -22,8 +22,9 @@ from avatarpose_ns.models.body_shell import BodyShellGrid, body_shell_grid
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig, MultiPersonFields
 from avatarpose_ns.models.compositor import LayeredRender, composite_layers
 from avatarpose_ns.models.deformer import SkinningDeformer
-from avatarpose_ns.models.pose_correction import SmplState
+from avatarpose_ns.models.losses import densities_to_opacities
 from avatarpose_ns.models.occupancy import OccupancyGrid, canonical_bounding_cube
+from avatarpose_ns.models.pose_correction import SmplState
 from avatarpose_ns.models.ray_sampler import PersonRaySampler
 
 
@@ -44,11 +45,6 @@ class SceneRender:
     empty_density: torch.Tensor  # (M,) densities at samples the occupancy grid calls empty (training only)
     collision_opacities: torch.Tensor | None = None
     """(K, 2) opacities of two people's fields at the K samples inside both (see `collision_opacities`)"""
-
-
-def density_to_opacity(density: torch.Tensor, step: float) -> torch.Tensor:
-    """Opacity of a `step`-long interval of constant density: 1 - exp(-sigma step)."""
-    return -torch.expm1(-torch.relu(density) * step)
 
 
 @dataclass
@@ -170,8 +166,8 @@ class AvatarScene(nn.Module):
                 if not usable.any():
                     continue
                 density_q = self.fields[q].density(other.points[usable])
-                rows.append(torch.stack([density_to_opacity(density[p, shared[usable]], step),
-                                         density_to_opacity(density_q, step)], dim=-1))
+                rows.append(torch.stack([densities_to_opacities(density[p, shared[usable]], step),
+                                         densities_to_opacities(density_q, step)], dim=-1))
         return torch.cat(rows) if rows else points.new_zeros(0, 2)
 
     def fit_fields_to_bodies(self) -> None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from avatarpose_ns.models.canonical_field import CanonicalField
 from avatarpose_ns.models.deformer import nearest_vertex_index, vertex_normals
+from avatarpose_ns.models.losses import densities_to_opacities
 
 
 @torch.no_grad()
@@ -59,7 +60,7 @@ def fit_field_to_body(field: CanonicalField, vertices: torch.Tensor, faces: torc
     loss = torch.zeros(())
     for _ in range(steps):
         points, inside = body_training_points(vertices, normals, num_points, spread, generator)
-        opacity = -torch.expm1(-field.density(points) * step)
+        opacity = densities_to_opacities(field.density(points), step)
         loss = F.binary_cross_entropy(opacity.clamp(1e-4, 1 - 1e-4), inside.to(opacity.dtype))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
