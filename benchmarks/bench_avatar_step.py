@@ -59,7 +59,7 @@ def main() -> None:
     people = {p: {"betas": s.betas, "body_pose": s.body_pose, "global_orient": s.global_orient, "transl": s.transl}
               for p, s in init.items()}
     scene = AvatarScene(BodyModel(), people, AvatarSceneConfig(field=CanonicalFieldConfig.small(),
-                                                               num_samples=args.num_samples))
+                                                               num_samples=args.num_samples, min_step=0.01))
     scene.smpl.set_pose_trainable(False)
     scene.train()
     origins, directions, colours, mask = frame_rays(sequence)
