@@ -98,7 +98,7 @@ class AvatarScene(nn.Module):
     def pose(self, frame_position: int) -> PosedPeople:
         """Everyone's posed and canonical bodies at a frame. Without gradients (rendering an image in
         chunks, the viewer) the result is reused until an optimiser step changes the parameters."""
-        key = (frame_position,) + tuple(p._version for p in self.smpl.parameters())
+        key = (frame_position, self.smpl.betas_init.device) + tuple(p._version for p in self.smpl.parameters())
         if not torch.is_grad_enabled() and self._pose_cache is not None and self._pose_cache[0] == key:
             return self._pose_cache[1]
         params = self.smpl.frame(frame_position)
