@@ -26,6 +26,7 @@ from rich.progress import Progress
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.body.skeleton import SMPL_PARENTS
+from avatarpose_ns.eval.interpenetration import interpenetration
 from avatarpose_ns.fitting.smpl_fit import FitConfig, fit_smpl_to_joints
 from avatarpose_ns.io.cameras import CameraCalib, pixel_rays, project_points, read_cameras, ring_rig, write_cameras
 from avatarpose_ns.io.easymocap import SmplSequence, write_annots, write_keypoints3d_folder, write_smpl_npz
@@ -101,30 +102,6 @@ def _cameras(config: SynthConfig, joints: np.ndarray, rng: np.random.Generator) 
         config.num_cameras, radius=config.camera_radius_m, heights=config.camera_heights_m, width=width,
         height=height, fov_deg=fov_deg, dist=config.distortion, look_at=tuple(look_at), rng=rng,
     )
-
-
-def interpenetration(vertices: np.ndarray, faces: np.ndarray) -> dict[str, float]:
-    """Share of each person's vertices inside another person and the deepest such vertex (metres)."""
-    num_people, num_frames = vertices.shape[:2]
-    inside_share, max_depth = 0.0, 0.0
-    pairs = 0
-    for f in range(num_frames):
-        for a in range(num_people):
-            for b in range(num_people):
-                if a == b:
-                    continue
-                other = trimesh.Trimesh(vertices[b, f], faces, process=False)
-                lo, hi = other.bounds
-                candidates = np.all((vertices[a, f] > lo) & (vertices[a, f] < hi), axis=1)
-                inside = np.zeros(len(candidates), dtype=bool)
-                if candidates.any():
-                    inside[candidates] = other.contains(vertices[a, f][candidates])
-                if inside.any():
-                    _, distance, _ = trimesh.proximity.closest_point(other, vertices[a, f][inside])
-                    max_depth = max(max_depth, float(distance.max()))
-                inside_share += inside.mean()
-                pairs += 1
-    return {"inside_share": inside_share / max(pairs, 1), "max_depth_m": max_depth}
 
 
 def draw_skeletons(image: np.ndarray, joints: np.ndarray, cam: CameraCalib) -> np.ndarray:

@@ -1,0 +1,186 @@
+"""Pose accuracy on generated sequences: the initialisation, baselines, the method and its ablations.
+
+For every sequence (generated into `data/bench/<name>` when missing) and configuration, this
+trains `avatarpose-lite` with `ns-train` (the default configuration, untouched, plus the
+configuration's flags), exports the poses, scores them against the ground truth with the
+project's metrics (the same as `avatarpose-eval`) and measures the interpenetration of the
+posed SMPL meshes. Each run's figures go to `outputs/bench/<sequence>/<config>/result.json`;
+runs with a result are skipped, so an interrupted benchmark resumes where it stopped. The
+table at the end is built from every result on disk.
+
+    .venv/bin/python benchmarks/bench_accuracy.py                       # all sequences, "ours"
+    .venv/bin/python benchmarks/bench_accuracy.py --configs ours no-rgb no-mask no-collision joint
+    .venv/bin/python benchmarks/bench_accuracy.py --sequences demo dance-3people --table-only
+
+Wall times are those of `ns-train` alone (set-up and export excluded); peak memory is the
+largest resident set of any child process so far (ru_maxrss of the children).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+
+SEQUENCES: dict[str, list[str]] = {
+    # name: avatarpose-synth flags. All demo-sized (8 frames, 256 px) except "bench".
+    "demo": ["--preset", "demo"],
+    "handshake-seed1": ["--preset", "demo", "--seed", "1", "--interaction", "handshake"],
+    "dance-3people": ["--preset", "demo", "--seed", "2", "--interaction", "dance", "--num-people", "3"],
+    "walk-4cams": ["--preset", "demo", "--seed", "3", "--interaction", "shoulder_walk", "--num-cameras", "4"],
+    "hug-8cams": ["--preset", "demo", "--seed", "4", "--interaction", "hug", "--num-cameras", "8"],
+    "bench": ["--preset", "bench"],
+}
+DEFAULT_SEQUENCES = ("demo", "handshake-seed1", "dance-3people", "walk-4cams", "hug-8cams")
+
+CONFIGS: dict[str, list[str]] = {
+    # name: extra ns-train flags on top of avatarpose-lite's defaults
+    "ours": [],
+    "no-rgb": ["--pipeline.model.pose-loss-weights.rgb", "0"],
+    "no-mask": ["--pipeline.model.pose-loss-weights.mask", "0"],
+    "no-collision": ["--pipeline.model.pose-loss-weights.collision", "0"],
+    "joint": ["--pipeline.joint-optimisation", "True"],
+}
+BASELINES = ("init", "keypoint-fit")
+
+
+def run(command: list[str], log: Path) -> float:
+    """Run a command with its output in `log`; seconds taken. Raises with the log's tail on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"{' '.join(command)} failed ({code}); end of {log}:\n{tail}")
+    return time.perf_counter() - started
+
+
+def ensure_sequence(name: str, data_root: Path) -> Path:
+    path = data_root / name
+    if not (path / "meta.json").is_file():
+        print(f"[{name}] generating {path}", flush=True)
+        run([str(BIN / "avatarpose-synth"), *SEQUENCES[name], "--output", str(path)], path.parent / f"{name}.synth.log")
+    return path
+
+
+def score(pred: Path, sequence: Path) -> dict:
+    """Pose metrics and interpenetration of an smpl.npz against the sequence's ground truth."""
+    from avatarpose_ns.body.body_model import BodyModel
+    from avatarpose_ns.eval.interpenetration import smpl_interpenetration
+    from avatarpose_ns.eval.loading import read_pose_source, source_to_joints
+    from avatarpose_ns.eval.metrics import evaluate_sequence
+    from avatarpose_ns.io.easymocap import read_smpl_npz
+
+    body = BodyModel()
+    pred_joints, _ = source_to_joints(read_pose_source(pred), "smpl24", lambda: body)
+    gt_joints, _ = source_to_joints(read_pose_source(sequence / "smpl_gt" / "smpl.npz"), "smpl24", lambda: body)
+    metrics = evaluate_sequence(pred_joints, gt_joints, joint_set="smpl24").to_dict()
+    metrics["interpenetration"] = smpl_interpenetration(body, read_smpl_npz(pred))
+    return metrics
+
+
+def keypoint_fit(sequence: Path, out: Path) -> Path | None:
+    """The SMPL-fitted-to-2D-keypoints baseline, when the project has it."""
+    script = REPO / "benchmarks" / "baseline_keypoint_fit.py"
+    if not script.is_file():
+        return None
+    run([sys.executable, str(script), "--sequence", str(sequence), "--output", str(out)], out / "fit.log")
+    return out / "smpl.npz"
+
+
+def train(sequence: Path, config: str, out: Path) -> dict:
+    """ns-train avatarpose-lite + export; returns timing."""
+    seconds = run([str(BIN / "ns-train"), "avatarpose-lite", "--data", str(sequence), "--output-dir", str(out),
+                   "--timestamp", "run", "--vis", "tensorboard", "--steps-per-eval-image", "1000000",
+                   "--steps-per-eval-batch", "1000000", "--steps-per-eval-all-images", "1000000",
+                   *CONFIGS[config], "easymocap-data"], out / "train.log")
+    config_path = next(out.glob("*/avatarpose-lite/run/config.yml"))
+    run([str(BIN / "avatarpose-export"), "poses", "--load-config", str(config_path), "--output-dir", str(out / "export")],
+        out / "export.log")
+    return {"train_s": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path) -> dict | None:
+    out = out_root / sequence_name / config
+    result_path = out / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    sequence = ensure_sequence(sequence_name, data_root)
+    print(f"[{sequence_name}] {config} ...", flush=True)
+    extra: dict = {}
+    if config == "init":
+        pred = sequence / "smpl_init" / "smpl.npz"
+    elif config == "keypoint-fit":
+        started = time.perf_counter()
+        pred = keypoint_fit(sequence, out)
+        if pred is None:
+            print(f"[{sequence_name}] keypoint-fit: benchmarks/baseline_keypoint_fit.py missing, skipped")
+            return None
+        extra["fit_s"] = time.perf_counter() - started
+    else:
+        extra = train(sequence, config, out)
+        pred = out / "export" / "smpl.npz"
+    result = {"sequence": sequence_name, "config": config, **extra, "metrics": score(pred, sequence)}
+    out.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2))
+    m = result["metrics"]
+    print(f"[{sequence_name}] {config}: MPJPE {m['mpjpe']:.1f} mm, PCP {m['pcp']:.1f}, AP50 {m['ap']['50']:.1f}"
+          + (f", {extra['train_s'] / 60:.1f} min" if "train_s" in extra else ""), flush=True)
+    return result
+
+
+def print_table(out_root: Path, sequences: list[str], configs: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pose accuracy (smpl24 joints; mm, %)")
+    for column in ("sequence", "config", "MPJPE", "x init", "PCP", "AP50", "AP100", "Recall@500", "arms",
+                   "hands", "interpen. mean/max mm", "train min"):
+        table.add_column(column, justify="left" if column in ("sequence", "config") else "right")
+    for sequence in sequences:
+        init_mpjpe = None
+        for config in configs:
+            path = out_root / sequence / config / "result.json"
+            if not path.is_file():
+                continue
+            result = json.loads(path.read_text())
+            m = result["metrics"]
+            if config == "init":
+                init_mpjpe = m["mpjpe"]
+            ratio = f"{m['mpjpe'] / init_mpjpe:.2f}" if init_mpjpe else ""
+            pen = m["interpenetration"]
+            table.add_row(sequence, config, f"{m['mpjpe']:.1f}", ratio, f"{m['pcp']:.1f}", f"{m['ap']['50']:.1f}",
+                          f"{m['ap']['100']:.1f}", f"{m['recall500']:.1f}", f"{m['per_group_mpjpe']['arms']:.1f}",
+                          f"{m['per_group_mpjpe']['hands']:.1f}",
+                          f"{pen['mean_vertex_depth_m'] * 1000:.2f}/{pen['max_depth_m'] * 1000:.0f}",
+                          f"{result['train_s'] / 60:.1f}" if "train_s" in result else "")
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequences", nargs="+", default=list(DEFAULT_SEQUENCES), choices=list(SEQUENCES))
+    parser.add_argument("--configs", nargs="+", default=["init", "keypoint-fit", "ours"],
+                        choices=[*BASELINES, *CONFIGS])
+    parser.add_argument("--data-root", type=Path, default=REPO / "data" / "bench")
+    parser.add_argument("--out-root", type=Path, default=REPO / "outputs" / "bench")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the results on disk")
+    args = parser.parse_args()
+    if not args.table_only:
+        for config in args.configs:  # one configuration over every sequence before the next
+            for sequence in args.sequences:
+                run_one(sequence, config, args.data_root, args.out_root)
+    print_table(args.out_root, args.sequences, [c for c in (*BASELINES, *CONFIGS) if c in args.configs])
+
+
+if __name__ == "__main__":
+    main()
