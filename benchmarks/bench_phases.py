@@ -1,5 +1,5 @@
-"""The core maths on a GPU: correctness against the CPU, ms per step at the released sizes,
-and the released schedule extrapolated to a Hi4D-size sequence.
+"""Step time of every phase (avatar, pose, pose_body) on a GPU or the CPU: the device path checked
+against the CPU, ms per step, and the released schedule extrapolated to a Hi4D-size sequence.
 
 Needs torch, numpy, scipy, opencv and smplx only (no nerfstudio), so it runs on a bare
 CUDA image with smplx carried as a wheel. Rays come from one frame of a generated
@@ -17,7 +17,10 @@ sequence (`data/demo`, or `--sequence`); per step 70 % of the rays land on the p
    per step are fixed); per-frame work is the posing of the bodies, which is inside the
    timed step, so an 8-view 470x640 140-frame Hi4D sequence costs the same per step.
 
-    python3 benchmarks/bench_gpu.py [--device cuda] [--steps 30] [--field released|small]
+    python3 benchmarks/bench_phases.py [--device cuda] [--steps 30] [--field released|small]
+    # the lite sizes on the CPU:
+    .venv/bin/python benchmarks/bench_phases.py --device cpu --field small --num-samples 32 \
+        --min-step 0.01 --rays-per-person 1024 --skip-checks
 """
 
 from __future__ import annotations
