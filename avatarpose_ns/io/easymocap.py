@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -210,3 +210,37 @@ def read_annots(path: str | Path) -> dict[int, np.ndarray]:
         int(a.get("personID", a.get("id", i))): np.asarray(a["keypoints"], dtype=np.float64)
         for i, a in enumerate(payload.get("annots", []))
     }
+
+
+def read_annots_folder(
+    folder: str | Path, camera_names: Sequence[str], frames: Sequence[int], num_joints: int = 24,
+) -> dict[int, np.ndarray]:
+    """Read EasyMocap 2D detections `<folder>/<cam>/<frame:06d>.json` for many views and frames.
+
+    Returns person id -> (C, F, num_joints, 3) keypoints (u, v, confidence) in the order of
+    `camera_names` and `frames`; a person absent from a view's file has confidence 0 there.
+    Raises FileNotFoundError for a missing file and FormatError for keypoints of the wrong
+    shape or with NaN/infinite values.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: annots folder not found")
+    frames = [int(f) for f in frames]
+    per_file: dict[tuple[int, int], dict[int, np.ndarray]] = {}
+    for c, cam in enumerate(camera_names):
+        for f, frame in enumerate(frames):
+            path = folder / str(cam) / _frame_name(frame)
+            people = read_annots(path)
+            for pid, keypoints in people.items():
+                if keypoints.ndim != 2 or keypoints.shape != (num_joints, 3):
+                    raise FormatError(f"{path}: person {pid} has keypoints of shape {keypoints.shape}, "
+                                      f"expected ({num_joints}, 3)")
+                if not np.all(np.isfinite(keypoints)):
+                    raise FormatError(f"{path}: person {pid} has NaN or infinite keypoints")
+            per_file[c, f] = people
+    pids = sorted({pid for people in per_file.values() for pid in people})
+    result = {pid: np.zeros((len(camera_names), len(frames), num_joints, 3)) for pid in pids}
+    for (c, f), people in per_file.items():
+        for pid, keypoints in people.items():
+            result[pid][c, f] = keypoints
+    return result
