@@ -200,8 +200,12 @@ def generate_sequence(config: SynthConfig, output: Path, progress: bool = True) 
     hidden = occlusion_by_others(joints, cameras, person_maps, depth_maps)
     keypoints = simulate_keypoints3d(joints, cameras, hidden, rng, config.keypoint_noise)
     write_keypoints3d_folder(output / "keypoints3d", {f: {p: keypoints[p, f] for p in range(num_people)} for f in frames})
+    # A multi-view estimator's 3D keypoints are triangulated 2D detections, so the detections carry
+    # the same structured errors (contact confusion, swaps, errors that persist over frames) in
+    # every view: project the 3D keypoints, then add each view's own pixel noise.
     for c, cam in enumerate(cameras):
-        detections = simulate_keypoints2d(joints, cam, hidden[c], rng, config.keypoint_noise)
+        detections = simulate_keypoints2d(np.ascontiguousarray(keypoints[..., :3]), cam, hidden[c], rng,
+                                          config.keypoint_noise)
         for f in frames:
             write_annots(output / "annots" / cam.name / f"{f:06d}.json",
                          [(p, detections[p, f]) for p in range(num_people)], cam.width, cam.height,

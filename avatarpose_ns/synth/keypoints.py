@@ -154,7 +154,12 @@ def simulate_keypoints2d(
     joints: np.ndarray, cam: CameraCalib, hidden: np.ndarray, rng: np.random.Generator,
     config: KeypointNoiseConfig | None = None,
 ) -> np.ndarray:
-    """Noisy 2D detections in one view. joints (K, F, 24, 3), hidden (K, F, 24) -> (K, F, 24, 3) as (u, v, conf)"""
+    """Noisy 2D detections in one view. joints (K, F, 24, 3), hidden (K, F, 24) -> (K, F, 24, 3) as (u, v, conf)
+
+    joints: where the detector places the joints before pixel noise. The generator passes the
+    simulated 3D keypoints (`simulate_keypoints3d`), not the ground truth: errors that come from
+    contact and occlusion are shared by all views, only the pixel noise is independent per view.
+    """
     config = config or KeypointNoiseConfig()
     uv = project_points(joints.reshape(-1, 3), cam).reshape(*joints.shape[:3], 2)
     sigma = np.where(hidden, config.pixel_sigma_occluded, config.pixel_sigma) * config.scale
