@@ -30,6 +30,15 @@ from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avat
 from avatarpose_ns.models.phases import PHASE_GROUPS, Phase
 
 
+NO_STATIC_EXPORT = (
+    "avatarpose models are moving people, one body per frame: nerfstudio's ns-export pointcloud, tsdf and "
+    "poisson fuse rendered depth from every frame into one static geometry (in nerfstudio's normalised scene "
+    "frame), which for moving people is meaningless, so this model does not support them (nor ns-render's 'rgba'; "
+    "render 'rgb' and 'accumulation' instead). Use `avatarpose-export meshes --load-config <config.yml> "
+    "--output-dir <dir>` for per-frame SMPL and avatar meshes in the input's world frame."
+)
+
+
 @dataclass
 class AvatarPoseModelConfig(ModelConfig):
     """AvatarPose's avatars; defaults are the released configuration (see DESIGN.md)."""
@@ -168,6 +177,11 @@ class AvatarPoseModel(Model):
             outputs["instance"] = instance_map(outputs["person_accumulation"])[:, None].float()
             del outputs["person_rgb"], outputs["person_accumulation"]  # not images: the viewer lists 1 or 3 channels
         return outputs
+
+    def get_rgba_image(self, outputs: Dict[str, torch.Tensor], output_name: str = "rgb") -> torch.Tensor:
+        """nerfstudio's point-cloud and TSDF exporters (and ns-render's 'rgba') call this first; nerfstudio's own
+        version fails on a missing `renderer_rgb` attribute, so say why instead."""
+        raise NotImplementedError(NO_STATIC_EXPORT)
 
     # ------------------------------------------------------------------ losses and metrics
     def _target(self, batch: Dict[str, torch.Tensor], like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
