@@ -27,6 +27,7 @@ from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.models.compositor import instance_map
 from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
+from avatarpose_ns.models.palette import colour_instances
 from avatarpose_ns.models.phases import PHASE_GROUPS, Phase
 
 
@@ -165,7 +166,9 @@ class AvatarPoseModel(Model):
                 outputs[f"accumulation_person{pid}"] = outputs["person_accumulation"][:, index:index + 1]
                 outputs[f"rgb_person{pid}"] = (outputs["person_rgb"][:, index]
                                                + (1 - outputs[f"accumulation_person{pid}"]) * self.avatars.background)
-            outputs["instance"] = instance_map(outputs["person_accumulation"])[:, None].float()
+            # each person in its palette colour (the viewer's skeleton overlays use the same ones)
+            outputs["instance"] = colour_instances(instance_map(outputs["person_accumulation"]), num_people,
+                                                   self.avatars.background)
             del outputs["person_rgb"], outputs["person_accumulation"]  # not images: the viewer lists 1 or 3 channels
         return outputs
 
