@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple, Type
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -29,6 +30,20 @@ from avatarpose_ns.models.compositor import instance_map
 from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
 from avatarpose_ns.models.palette import colour_instances
 from avatarpose_ns.models.phases import PHASE_GROUPS, Phase
+
+
+def local_lpips() -> Optional[torch.nn.Module]:
+    """torchmetrics' LPIPS (AlexNet) when torchvision's AlexNet weights are already in the torch hub
+    cache, else None: evaluation never downloads anything."""
+    try:
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+        from torchvision.models import AlexNet_Weights
+    except ImportError:
+        return None
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.DEFAULT.url).name
+    if not weights.is_file():
+        return None
+    return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).eval()
 
 
 @dataclass
@@ -221,6 +236,12 @@ class AvatarPoseModel(Model):
             "psnr": float(peak_signal_noise_ratio(rgb_chw, gt_chw, data_range=1.0)),
             "ssim": float(structural_similarity_index_measure(rgb_chw, gt_chw, data_range=1.0)),
         }
+        if "_lpips" not in self.__dict__:  # looked up once; kept out of the module tree and checkpoints
+            self.__dict__["_lpips"] = local_lpips()
+        lpips = self.__dict__["_lpips"]
+        if lpips is not None:
+            with torch.no_grad():
+                metrics["lpips"] = float(lpips.to(rgb.device)(rgb_chw, gt_chw))
         images = {
             "img": torch.cat([target, rgb], dim=1),
             "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
