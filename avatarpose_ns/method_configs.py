@@ -76,7 +76,8 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
         ),
         optimizers=_optimizers(field_lr=1e-2, shape_lr=1e-3 if lite else 1e-5, pose_mlp_lr=3e-4 if lite else 1e-3,
                                transl_orient_lr=1e-3 if lite else 1e-5, fused=True if lite else None),
-        viewer=ViewerConfig(num_rays_per_chunk=4096 if lite else 16384),
+        # overlays are drawn over the render: the skeletons sit inside the bodies, which would hide them
+        viewer=ViewerConfig(num_rays_per_chunk=4096 if lite else 16384, default_composite_depth=False),
         vis="viewer",
     )
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple, Type
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -27,6 +28,7 @@ from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.models.compositor import instance_map
 from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
+from avatarpose_ns.models.palette import colour_instances
 from avatarpose_ns.models.phases import PHASE_GROUPS, Phase
 
 
@@ -37,6 +39,20 @@ NO_STATIC_EXPORT = (
     "render 'rgb' and 'accumulation' instead). Use `avatarpose-export meshes --load-config <config.yml> "
     "--output-dir <dir>` for per-frame SMPL and avatar meshes in the input's world frame."
 )
+
+
+def local_lpips() -> Optional[torch.nn.Module]:
+    """torchmetrics' LPIPS (AlexNet) when torchvision's AlexNet weights are already in the torch hub
+    cache, else None: evaluation never downloads anything."""
+    try:
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+        from torchvision.models import AlexNet_Weights
+    except ImportError:
+        return None
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.DEFAULT.url).name
+    if not weights.is_file():
+        return None
+    return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).eval()
 
 
 @dataclass
@@ -174,7 +190,9 @@ class AvatarPoseModel(Model):
                 outputs[f"accumulation_person{pid}"] = outputs["person_accumulation"][:, index:index + 1]
                 outputs[f"rgb_person{pid}"] = (outputs["person_rgb"][:, index]
                                                + (1 - outputs[f"accumulation_person{pid}"]) * self.avatars.background)
-            outputs["instance"] = instance_map(outputs["person_accumulation"])[:, None].float()
+            # each person in its palette colour (the viewer's skeleton overlays use the same ones)
+            outputs["instance"] = colour_instances(instance_map(outputs["person_accumulation"]), num_people,
+                                                   self.avatars.background)
             del outputs["person_rgb"], outputs["person_accumulation"]  # not images: the viewer lists 1 or 3 channels
         return outputs
 
@@ -232,6 +250,12 @@ class AvatarPoseModel(Model):
             "psnr": float(peak_signal_noise_ratio(rgb_chw, gt_chw, data_range=1.0)),
             "ssim": float(structural_similarity_index_measure(rgb_chw, gt_chw, data_range=1.0)),
         }
+        if "_lpips" not in self.__dict__:  # looked up once; kept out of the module tree and checkpoints
+            self.__dict__["_lpips"] = local_lpips()
+        lpips = self.__dict__["_lpips"]
+        if lpips is not None:
+            with torch.no_grad():
+                metrics["lpips"] = float(lpips.to(rgb.device)(rgb_chw, gt_chw))
         images = {
             "img": torch.cat([target, rgb], dim=1),
             "accumulation": colormaps.apply_colormap(outputs["accumulation"]),

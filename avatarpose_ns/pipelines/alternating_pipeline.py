@@ -6,19 +6,27 @@ apply), sets the pixel sampler's share of rays inside the mask, in the edge band
 and anywhere for that kind of phase, and sets every optimizer's learning rate from a
 linear decay that restarts with each phase. The model still runs through
 `self._model(...)` (VanillaPipeline.get_train_loss_dict), so DDP works.
+
+Evaluation (``ns-eval``, and the trainer's all-image evaluations) adds the pose
+metrics of the current SMPL state (MPJPE, PCP, PCK50, AP@K, Recall@500) to the
+image metrics when the sequence has ground truth. In the viewer, ``overlays`` draws
+every person's skeleton at the time slider's frame (``avatarpose_ns.viewer.overlays``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple, Type
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Type
 
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from avatarpose_ns.eval import model_metrics
 from avatarpose_ns.models.phases import PhaseSchedule
+from avatarpose_ns.viewer.overlays import PoseOverlays
 
 # the released schedule's shape: avatar, then pose / avatar-refine alternations, body-only pose last
 RELEASED_SCHEDULE = ("avatar:10000", "pose:5000", "avatar:2500", "pose:5000", "avatar:2500", "pose_body:5000")
@@ -37,6 +45,12 @@ class AlternatingPipelineConfig(VanillaPipelineConfig):
     """pose phases: share of rays inside the mask and in the edge band around it (the rest anywhere)"""
     lr_final_factor: float = 0.1
     """each phase decays every learning rate linearly from its configured value to this fraction of it"""
+    viewer_overlays: bool = True
+    """draw every person's SMPL skeleton (and optionally mesh) in the viewer at the time slider's frame"""
+    overlay_update_every: int = 20
+    """redraw the viewer overlays with the current poses every this many steps (0: only on GUI changes)"""
+    viewer_start_camera: Optional[int] = 0
+    """training image whose camera new viewer clients start at (None: viser's default view)"""
 
 
 class AlternatingPipeline(VanillaPipeline):
@@ -50,11 +64,54 @@ class AlternatingPipeline(VanillaPipeline):
         self.schedule = schedule
         self._optimizers: Optional[Optimizers] = None
         self._phase_index = -1
+        self._gt_joints: Optional[tuple] = None
+        if config.viewer_overlays:  # picked up by nerfstudio's viewer; inert without one
+            self.overlays = PoseOverlays(lambda: self, self.model.person_ids, self.has_ground_truth,
+                                         start_camera=config.viewer_start_camera)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes
                                ) -> List[TrainingCallback]:
         self._optimizers = training_callback_attributes.optimizers
-        return super().get_training_callbacks(training_callback_attributes)
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        overlays = getattr(self, "overlays", None)
+        if overlays is not None:
+            if self.config.overlay_update_every > 0:
+                callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                                                  lambda step: overlays.refresh(),
+                                                  update_every_num_iters=self.config.overlay_update_every))
+            callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], lambda step: overlays.refresh()))
+        return callbacks
+
+    # ------------------------------------------------------------------ poses and their metrics
+    @property
+    def has_ground_truth(self) -> bool:
+        return model_metrics.ground_truth_sequences(self.model.kwargs.get("metadata", {})) is not None
+
+    def ground_truth_joints(self):
+        """frame number -> GT person id -> (24, 3) joints (metres, input world), posed once; None without GT."""
+        if self._gt_joints is None:
+            self._gt_joints = (model_metrics.ground_truth_joints(self.model),)
+        return self._gt_joints[0]
+
+    def frame_joints(self, frame_position: int, with_vertices: bool = False):
+        """Current joints (L, 24, 3) and optionally vertices (L, V, 3) at a frame position, numpy, world."""
+        return model_metrics.frame_joints(self.model, frame_position, with_vertices)
+
+    def get_pose_metrics(self) -> Dict[str, float]:
+        """Pose metrics of the current SMPL state against the ground truth ({} without ground truth):
+        mpjpe, pck50 (mm, %), pcp, ap25 ... ap150, recall500 (%), 24 SMPL joints, no alignment."""
+        gt = self.ground_truth_joints()
+        if gt is None:
+            return {}
+        metrics = model_metrics.pose_metrics(model_metrics.predicted_joints(self.model), gt)
+        return model_metrics.metrics_summary(metrics)
+
+    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path: Optional[Path] = None,
+                                       get_std: bool = False):
+        """nerfstudio's image metrics over the eval images, plus the pose metrics (`get_pose_metrics`)."""
+        metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)
+        metrics.update(self.get_pose_metrics())
+        return metrics
 
     def enter_step(self, step: int) -> str:
         """Put the model, sampler and learning rates in the state of `step`'s phase; returns the phase."""

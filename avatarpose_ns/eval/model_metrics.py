@@ -1,0 +1,77 @@
+"""Pose metrics of a trained model's current SMPL state against the sequence's ground truth.
+
+Used by the pipeline (``ns-eval`` adds them to PSNR/SSIM) and by the viewer's
+per-frame MPJPE readout. Ground truth is what the dataparser found beside the
+data (``smpl_gt/smpl.npz``), handed to the model as ``eval_only_smpl_gt`` in the
+input's world frame and metres, like the model's own SMPL parameters; both are
+posed with the model's body model and compared on its 24 joints (DESIGN.md
+section 5). Torch and numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import torch
+
+from avatarpose_ns.eval.loading import FrameJoints, smpl_sequences_to_joints
+from avatarpose_ns.eval.metrics import PoseMetrics, evaluate_sequence
+from avatarpose_ns.export.poses import smpl_sequences
+from avatarpose_ns.io.easymocap import SmplSequence
+
+JOINT_SET = "smpl24"
+
+
+def ground_truth_sequences(metadata: Mapping) -> Optional[Dict[int, SmplSequence]]:
+    """The dataparser's ground-truth SMPL (person id -> SmplSequence), or None when the sequence has none."""
+    people = metadata.get("eval_only_smpl_gt")
+    if not people:
+        return None
+    return {int(pid): SmplSequence(betas=p["betas"], body_pose=p["body_pose"], global_orient=p["global_orient"],
+                                   transl=p["transl"], frames=p["frames"]) for pid, p in people.items()}
+
+
+def ground_truth_joints(model) -> Optional[FrameJoints]:
+    """frame number -> GT person id -> (24, 3) joints, metres; None without ground truth."""
+    people = ground_truth_sequences(model.kwargs.get("metadata", {}))
+    if people is None:
+        return None
+    return smpl_sequences_to_joints(people, model.avatars.body_model, JOINT_SET)
+
+
+def predicted_joints(model) -> FrameJoints:
+    """The model's current poses: frame number -> person id -> (24, 3) joints, metres."""
+    return smpl_sequences_to_joints(smpl_sequences(model), model.avatars.body_model, JOINT_SET)
+
+
+@torch.no_grad()
+def frame_joints(model, frame_position: int, with_vertices: bool = False):
+    """Everyone's current joints (L, 24, 3) at one frame position, and vertices (L, V, 3) or None; numpy."""
+    params = model.avatars.smpl.frame(int(frame_position))
+    body = model.avatars.body_model
+    if with_vertices:
+        out = body(**params)
+        return out.joints.cpu().double().numpy(), out.vertices.cpu().double().numpy()
+    return body.joints_only(**params).cpu().double().numpy(), None
+
+
+def metrics_summary(metrics: PoseMetrics) -> Dict[str, float]:
+    """Flat float metrics for nerfstudio's results dict: mpjpe, pck50 (mm / %), pcp, ap<K>, recall500 (%).
+    Undefined values (NaN, e.g. MPJPE when nothing matched within 500 mm) are left out."""
+    values = {"mpjpe": metrics.mpjpe, "pcp": metrics.pcp, "pck50": metrics.pck50,
+              **{f"ap{k}": v for k, v in metrics.ap.items()}, "recall500": metrics.recall500}
+    return {name: float(v) for name, v in values.items() if math.isfinite(float(v))}
+
+
+def pose_metrics(pred: FrameJoints, gt: FrameJoints) -> PoseMetrics:
+    """Sequence metrics over the frames that have ground truth."""
+    return evaluate_sequence(pred, gt, joint_set=JOINT_SET)
+
+
+def frame_mpjpe(pred: Mapping[int, np.ndarray], gt: Mapping[int, np.ndarray]) -> tuple[float, Dict[int, float]]:
+    """One frame's MPJPE (mm) over matched pairs and per GT person id (NaN: not matched within 500 mm).
+    pred, gt: person id -> (J, 3) metres."""
+    metrics = evaluate_sequence({0: dict(pred)}, {0: dict(gt)}, joint_set=JOINT_SET)
+    return metrics.mpjpe, metrics.per_person_mpjpe

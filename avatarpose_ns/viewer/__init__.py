@@ -1,0 +1,1 @@
+"""nerfstudio viewer additions: pose overlays and their GUI."""
