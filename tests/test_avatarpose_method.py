@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dataparser_fixtures import write_easymocap_sequence
+from run_fixtures import short_run_trainer
 
 
 def _clone_state(pipeline):
@@ -16,26 +17,12 @@ def _clone_state(pipeline):
 def trained_run(tmp_path_factory, body_model):
     """avatarpose-lite on a tiny sequence: 2 avatar, 2 pose and 2 body-pose steps, checkpoints saved.
     Returns (config, trainer, snapshots): model state (and field optimizer state) on entering each phase."""
-    from avatarpose_ns.method_configs import avatarpose_trainer
-
     root = tmp_path_factory.mktemp("method")
     write_easymocap_sequence(root / "seq", body_model, num_cameras=2, num_frames=2, seed=1)
-    config = avatarpose_trainer(lite=True)
-    config.pipeline.datamanager.data = root / "seq"
-    config.pipeline.datamanager.train_num_rays_per_batch = 256
-    config.pipeline.schedule = ("avatar:2", "pose:2", "pose_body:2")
-    config.pipeline.model.num_samples = 16
-    config.pipeline.model.body_prior_steps = 5
-    config.output_dir = root / "outputs"
-    config.max_num_iterations = 6
-    config.steps_per_save = 2
-    config.steps_per_eval_batch = 2
-    config.steps_per_eval_image = 1000
-    config.vis = "tensorboard"
-    config.set_timestamp()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    trainer = short_run_trainer(root / "seq", root / "outputs", ("avatar:2", "pose:2", "pose_body:2"),
+                                trainer_options={"steps_per_save": 2, "steps_per_eval_batch": 2},
+                                body_prior_steps=5)
+    config = trainer.config
     pipeline = trainer.pipeline
     snapshots = {"start": _clone_state(pipeline)}
     enter_step = pipeline.enter_step

@@ -15,30 +15,16 @@ import pytest
 import torch
 
 from dataparser_fixtures import write_easymocap_sequence
+from run_fixtures import short_run_trainer
 
 POSE_KEYS = ("mpjpe", "pcp", "pck50", "ap50", "ap100", "recall500")
 
 
 def _train(root: Path, data: Path):
     """avatarpose-lite for 2 steps (avatar, pose) without the viewer; returns the trainer."""
-    from avatarpose_ns.method_configs import avatarpose_trainer
-
-    config = avatarpose_trainer(lite=True)
-    config.pipeline.datamanager.data = data
-    config.pipeline.datamanager.train_num_rays_per_batch = 128
-    config.pipeline.schedule = ("avatar:1", "pose:1")
-    config.pipeline.overlay_update_every = 1  # the overlay callback runs (and must do nothing without a viewer)
-    config.pipeline.model.num_samples = 8
-    config.pipeline.model.body_prior_steps = 2
-    config.output_dir = root / "outputs"
-    config.max_num_iterations = 2
-    config.steps_per_eval_batch = 1000
-    config.steps_per_eval_image = 1000
-    config.vis = "tensorboard"
-    config.set_timestamp()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    trainer = short_run_trainer(data, root / "outputs", ("avatar:1", "pose:1"), rays=128, num_samples=8,
+                                # the overlay callback runs (and must do nothing without a viewer)
+                                pipeline_options={"overlay_update_every": 1}, body_prior_steps=2)
     trainer.train()
     return trainer
 

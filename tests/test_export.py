@@ -12,6 +12,7 @@ import torch
 import trimesh
 
 from dataparser_fixtures import write_easymocap_sequence
+from run_fixtures import short_run_trainer
 from avatarpose_ns.export.surface import Surface, isosurface, largest_component, surface_density
 from avatarpose_ns.io.easymocap import SmplSequence, read_keypoints3d_folder, read_smpl_npz
 
@@ -24,28 +25,14 @@ TINY_FIELD = dict(num_levels=4, features_per_level=2, log2_hashmap_size=14, base
 def run(tmp_path_factory, body_model):
     """avatarpose-lite on a 2-person, 2-frame sequence: each field fitted to its canonical body, then one
     avatar step (no pose step), checkpoint saved. Returns (config.yml, sequence root, trainer)."""
-    from avatarpose_ns.method_configs import avatarpose_trainer
     from avatarpose_ns.models.body_prior import fit_field_to_body
     from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 
     root = tmp_path_factory.mktemp("export")
     write_easymocap_sequence(root / "seq", body_model, num_cameras=2, num_frames=2, seed=1)
-    config = avatarpose_trainer(lite=True)
-    config.pipeline.datamanager.data = root / "seq"
-    config.pipeline.datamanager.train_num_rays_per_batch = 256
-    config.pipeline.schedule = ("avatar:1",)
-    config.pipeline.model.canonical_field = CanonicalFieldConfig(**TINY_FIELD)
-    config.pipeline.model.num_samples = 16
-    config.pipeline.model.occupancy_resolution = 32  # the first step's occupancy update is then quick
-    config.output_dir = root / "outputs"
-    config.max_num_iterations = 1
-    config.steps_per_eval_batch = 1000
-    config.steps_per_eval_image = 1000
-    config.vis = "tensorboard"
-    config.set_timestamp()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    trainer = short_run_trainer(root / "seq", root / "outputs", ("avatar:1",),
+                                canonical_field=CanonicalFieldConfig(**TINY_FIELD),
+                                occupancy_resolution=32)  # the first step's occupancy update is then quick
     scene = trainer.pipeline.model.avatars
     canonical = scene.canonical_bodies()[0].detach()
     for person in range(scene.num_people):  # the body prior, faster than the training callback's
@@ -53,7 +40,7 @@ def run(tmp_path_factory, body_model):
                           lr=5e-2)
     scene.body_prior_fitted.fill_(True)
     trainer.train()
-    return config.get_base_dir() / "config.yml", root / "seq", trainer
+    return trainer.config.get_base_dir() / "config.yml", root / "seq", trainer
 
 
 # ----------------------------------------------------------------------------- poses

@@ -1,0 +1,39 @@
+"""A short real ns-train run of avatarpose-lite on a tiny sequence, shared by the method, export
+and evaluation tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+
+def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], rays: int = 256,
+                      num_samples: int = 16, pipeline_options: dict | None = None,
+                      trainer_options: dict | None = None, **model_options):
+    """A set-up (not yet trained) nerfstudio Trainer for `schedule`, with its config saved.
+    Evaluation and image logging are pushed past the run; `trainer_options`, `pipeline_options` and
+    `model_options` override trainer, pipeline and model fields."""
+    from avatarpose_ns.method_configs import avatarpose_trainer
+    from avatarpose_ns.models.phases import PhaseSchedule
+
+    config = avatarpose_trainer(lite=True)
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.train_num_rays_per_batch = rays
+    config.pipeline.schedule = tuple(schedule)
+    config.pipeline.model.num_samples = num_samples
+    for name, value in (pipeline_options or {}).items():
+        setattr(config.pipeline, name, value)
+    for name, value in model_options.items():
+        setattr(config.pipeline.model, name, value)
+    config.output_dir = output_dir
+    config.max_num_iterations = PhaseSchedule.parse(schedule).total_steps
+    config.steps_per_eval_batch = 1000
+    config.steps_per_eval_image = 1000
+    config.vis = "tensorboard"
+    for name, value in (trainer_options or {}).items():
+        setattr(config, name, value)
+    config.set_timestamp()
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
