@@ -18,10 +18,12 @@ from avatarpose_ns.models.avatarpose_model import AvatarPoseModelConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.pipelines.alternating_pipeline import RELEASED_SCHEDULE, AlternatingPipelineConfig
 
-# The CPU schedule: the released shape, about 25x shorter. Shape, translation and orientation
-# get larger learning rates than released (1e-3 instead of 1e-5) so that their few hundred
-# Adam steps can still move a person by centimetres; the pose MLP a smaller one (3e-4
-# instead of 1e-3), since with 2048 rays per step its updates are noisier.
+# The CPU schedule: the released shape, about 25x shorter. Shape gets a larger learning rate
+# than released (1e-3 instead of 1e-5) so that its few hundred Adam steps can still change the
+# body by centimetres; the pose MLP a smaller one (3e-4 instead of 1e-3), since with 2048 rays
+# per step its updates are noisier. The per-frame translation and orientation keep the released
+# 1e-5: each frame's deltas get a gradient only on that frame's steps, and at 1e-3 they drifted
+# (benchmarks/RESULTS.md: dance-3people 63.2 -> 72.1 mm at 1e-3, 62.7 at 1e-5).
 LITE_SCHEDULE = ("avatar:300", "pose:250", "avatar:100", "pose:250", "avatar:100", "pose_body:200")
 
 
@@ -75,7 +77,7 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
             ),
         ),
         optimizers=_optimizers(field_lr=1e-2, shape_lr=1e-3 if lite else 1e-5, pose_mlp_lr=3e-4 if lite else 1e-3,
-                               transl_orient_lr=1e-3 if lite else 1e-5, fused=True if lite else None),
+                               transl_orient_lr=1e-5, fused=True if lite else None),
         # overlays are drawn over the render: the skeletons sit inside the bodies, which would hide them
         viewer=ViewerConfig(num_rays_per_chunk=4096 if lite else 16384, default_composite_depth=False),
         vis="viewer",

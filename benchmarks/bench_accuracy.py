@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -97,19 +98,20 @@ def keypoint_fit(sequence: Path, out: Path) -> Path | None:
     return out / "smpl.npz"
 
 
-def train(sequence: Path, config: str, out: Path) -> dict:
+def train(sequence: Path, config: str, out: Path, extra_flags: list[str]) -> dict:
     """ns-train avatarpose-lite + export; returns timing."""
     seconds = run([str(BIN / "ns-train"), "avatarpose-lite", "--data", str(sequence), "--output-dir", str(out),
                    "--timestamp", "run", "--vis", "tensorboard", "--steps-per-eval-image", "1000000",
                    "--steps-per-eval-batch", "1000000", "--steps-per-eval-all-images", "1000000",
-                   *CONFIGS[config], "easymocap-data"], out / "train.log")
+                   *CONFIGS[config], *extra_flags, "easymocap-data"], out / "train.log")
     config_path = next(out.glob("*/avatarpose-lite/run/config.yml"))
     run([str(BIN / "avatarpose-export"), "poses", "--load-config", str(config_path), "--output-dir", str(out / "export")],
         out / "export.log")
     return {"train_s": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path) -> dict | None:
+def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path,
+            extra_flags: list[str] = ()) -> dict | None:
     out = out_root / sequence_name / config
     result_path = out / "result.json"
     if result_path.is_file():
@@ -127,7 +129,7 @@ def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path) ->
             return None
         extra["fit_s"] = time.perf_counter() - started
     else:
-        extra = train(sequence, config, out)
+        extra = train(sequence, config, out, list(extra_flags))
         pred = out / "export" / "smpl.npz"
     result = {"sequence": sequence_name, "config": config, **extra, "metrics": score(pred, sequence)}
     out.mkdir(parents=True, exist_ok=True)
@@ -173,12 +175,15 @@ def main() -> None:
                         choices=[*BASELINES, *CONFIGS])
     parser.add_argument("--data-root", type=Path, default=REPO / "data" / "bench")
     parser.add_argument("--out-root", type=Path, default=REPO / "outputs" / "bench")
+    parser.add_argument("--extra-flags", default="",
+                        help="ns-train flags added to every trained configuration, e.g. to try a setting "
+                             "(use with its own --out-root)")
     parser.add_argument("--table-only", action="store_true", help="print the table of the results on disk")
     args = parser.parse_args()
     if not args.table_only:
         for config in args.configs:  # one configuration over every sequence before the next
             for sequence in args.sequences:
-                run_one(sequence, config, args.data_root, args.out_root)
+                run_one(sequence, config, args.data_root, args.out_root, shlex.split(args.extra_flags))
     print_table(args.out_root, args.sequences, [c for c in (*BASELINES, *CONFIGS) if c in args.configs])
 
 
