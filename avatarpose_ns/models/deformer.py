@@ -296,7 +296,8 @@ def query_vertex_grid(grid: VertexGrid, points: torch.Tensor, max_dist: float,
     many candidates as its longest list (K per chunk, not the grid's K), neighbouring
     points share rows, and points in empty cells cost nothing. Per chunk: one gather of
     (n, K, 4) candidates, one batched product |v|^2 - 2 p.v in cell-centred coordinates
-    (|v| <= max_dist + half a cell diagonal, so little cancellation), one argmin.
+    (|v| <= max_dist + half a cell diagonal, so little cancellation), one argmin. Like the
+    brute force, this needs full float32 matrix products (TF32 off, torch's default).
     """
     # centred as in the brute force, so equal indices give equal validity flags
     pts = points.detach().to(grid.coords.dtype) - grid.centre
