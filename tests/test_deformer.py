@@ -7,7 +7,11 @@ import torch
 
 from avatarpose_ns.body.body_model import canonical_body_pose
 from avatarpose_ns.models.deformer import (
+    GRID_CELL_SIZE,
+    MAX_DIST,
     SkinningDeformer,
+    _resolve_method,
+    build_vertex_grid,
     forward_skinning,
     has_scipy,
     invert_affine,
@@ -187,6 +191,148 @@ def test_kdtree_and_cdist_agree(body_model, max_dist):
     both = a.valid & b.valid & (a.vertex_index == b.vertex_index)
     assert float((a.valid == b.valid).float().mean()) > 0.999
     torch.testing.assert_close(a.points[both], b.points[both], atol=1e-6, rtol=0)
+
+
+def _brute_force_float64(points, vertices, chunk=512):
+    """Nearest and second-nearest distance (N,) and the nearest index (N,), float64."""
+    p = points.double() - vertices.double().mean(0)
+    v = vertices.double() - vertices.double().mean(0)
+    v_sq = v.square().sum(-1)
+    best, second, index = [], [], []
+    for start in range(0, p.shape[0], chunk):
+        q = p[start:start + chunk]
+        d2 = (q.square().sum(-1, keepdim=True) - 2 * q @ v.T + v_sq).clamp_min(0)
+        top = d2.topk(2, dim=1, largest=False)
+        best.append(top.values[:, 0].sqrt())
+        second.append(top.values[:, 1].sqrt())
+        index.append(top.indices[:, 0])
+    return torch.cat(best), torch.cat(second), torch.cat(index)
+
+
+def _grid_test_points(verts, normals, grid, generator):
+    """Points of every kind the grid must handle, (N, 3) in verts.dtype, and a label (N,) per kind:
+    0 near the surface, 1 uniform in a box reaching past the grid, 2 on cell borders (one, two or
+    three coordinates), 3 about max_dist out along a vertex normal, 4 on the grid's outer faces and
+    corners."""
+    dtype, n = verts.dtype, verts.shape[0]
+    centre, h = grid.centre[0], grid.cell_size
+    near = verts[::3] + torch.randn(verts[::3].shape, generator=generator, dtype=dtype) * 0.02
+    lo, hi = grid.origin + centre - 0.1, grid.origin + centre + grid.dims * h + 0.1
+    boxed = lo + torch.rand(3000, 3, generator=generator, dtype=dtype) * (hi - lo)
+    # snap random near points to the nearest cell border on a random subset of axes
+    pick = near[torch.randint(near.shape[0], (3000,), generator=generator)]
+    local = pick - centre - grid.origin
+    snapped = torch.round(local / h) * h
+    axes = torch.rand(3000, 3, generator=generator) < 0.5
+    border = torch.where(axes, snapped, local) + grid.origin + centre
+    pick = torch.randint(n, (3000,), generator=generator)
+    radius = MAX_DIST + (torch.rand(3000, 1, generator=generator, dtype=dtype) * 2 - 1) * 2e-3
+    shell = verts[pick] + normals[pick] * radius
+    extent = grid.dims.to(dtype) * h
+    corners = torch.rand(500, 3, generator=generator, dtype=dtype) * extent
+    face = torch.randint(3, (500,), generator=generator)
+    side = torch.randint(2, (500,), generator=generator).to(dtype)
+    corners[torch.arange(500), face] = side * extent[face]
+    corners = torch.cat([corners, torch.zeros(1, 3, dtype=dtype), extent[None]]) + grid.origin + centre
+    parts = [near, boxed, border, shell, corners]
+    labels = torch.cat([torch.full((len(x),), k) for k, x in enumerate(parts)])
+    return torch.cat(parts), labels
+
+
+@pytest.mark.parametrize("cell_size, dtype", [(0.02, torch.float32), (GRID_CELL_SIZE, torch.float32),
+                                             (0.05, torch.float64), (0.12, torch.float32)])
+def test_grid_search_matches_float64_brute_force(body_model, cell_size, dtype):
+    """Cells smaller and larger than max_dist (0.12: neighbours only), float32 and float64."""
+    g = torch.Generator().manual_seed(9)
+    _, posed, _ = _bodies(body_model, torch.randn(1, 69, generator=g) * 0.3, seed=9)
+    verts = posed.vertices[0].detach().to(dtype)
+    grid = build_vertex_grid(verts, MAX_DIST, cell_size)
+    points, labels = _grid_test_points(verts, vertex_normals(verts, body_model.faces), grid, g)
+    index = nearest_vertex_index(points, verts, max_dist=MAX_DIST, method="grid", cell_size=cell_size,
+                                 chunk_size=997)  # many chunks of differing candidate counts
+    best, second, reference = _brute_force_float64(points, verts)
+
+    # float32 inputs are rounded by ~1e-7 m when centred, so decisions that close are ties
+    tol = 2e-6 if dtype == torch.float32 else 1e-9
+    clear = (best - MAX_DIST).abs() > tol
+    assert torch.equal((index >= 0)[clear], (best <= MAX_DIST)[clear])
+    found = index >= 0
+    chosen = (points.double() - verts.double()[index.clamp_min(0)]).norm(dim=-1)
+    assert float((chosen - best)[found].abs().max()) <= tol
+    unique = found & (second - best > tol)
+    assert torch.equal(index[unique], reference[unique])
+    assert float(unique.float().mean()) > 0.4
+
+    # every kind of point is there, inside and outside max_dist, and some lie outside the grid
+    local = (points - grid.centre - grid.origin) / grid.cell_size
+    outside = ((local < 0) | (local >= grid.dims)).any(dim=-1)
+    assert int(outside.sum()) > 100 and not bool(found[outside].any())
+    for kind in range(5):
+        assert int((labels == kind).sum()) > 0
+    assert 0.1 < float(found[labels == 3].float().mean()) < 0.9
+    assert float(found[labels == 0].float().mean()) > 0.9
+    # matching the brute force of the other methods too, with identical validity for identical indices
+    cdist = nearest_vertex_index(points, verts, max_dist=MAX_DIST, method="cdist", chunk_size=4096)
+    same = cdist == index
+    assert float(same.float().mean()) > 0.999
+
+
+def test_grid_search_edge_cases(body_model):
+    _, posed, _ = _bodies(body_model, torch.zeros(1, 69))
+    verts = posed.vertices[0].detach()
+    empty = nearest_vertex_index(torch.zeros(0, 3), verts, max_dist=MAX_DIST, method="grid")
+    assert empty.shape == (0,) and empty.dtype == torch.long
+    odd = torch.tensor([[float("nan"), 0.0, 0.0], [float("inf"), 0.0, 0.0], [0.0, 0.0, -float("inf")]])
+    far = verts.mean(0) + torch.tensor([[3.0, 0.0, 0.0], [0.0, -5.0, 0.0]])
+    assert nearest_vertex_index(torch.cat([odd, far]), verts, MAX_DIST, method="grid").tolist() == [-1] * 5
+    on_vertices = nearest_vertex_index(verts, verts, MAX_DIST, method="grid")
+    assert torch.equal(on_vertices, torch.arange(verts.shape[0]))
+    # a single vertex; the grid then has a few cells only
+    one = torch.tensor([[0.2, 1.0, 3.0]])
+    queries = one + torch.tensor([[0.0, 0.0, 0.0], [0.049, 0.0, 0.0], [0.0, 0.0, 0.051], [0.028, 0.028, 0.028]])
+    assert nearest_vertex_index(queries, one, MAX_DIST, method="grid").tolist() == [0, 0, -1, 0]
+    # without a bound the grid is not used: the exact brute force answers
+    points = verts[:50] + 0.2
+    unbounded = nearest_vertex_index(points, verts, max_dist=None, method="grid")
+    assert torch.equal(unbounded, nearest_vertex_index(points, verts, max_dist=None, method="cdist"))
+    assert _resolve_method("auto", torch.device("cuda"), MAX_DIST) == "grid"
+    assert _resolve_method("auto", torch.device("cuda"), None) == "cdist"
+    if has_scipy():
+        assert _resolve_method("auto", torch.device("cpu"), MAX_DIST) == "kdtree"
+
+
+def test_inverse_skinning_grid_matches_cdist(body_model):
+    g = torch.Generator().manual_seed(10)
+    people = [_bodies(body_model, torch.randn(1, 69, generator=g) * 0.2, seed=s, transl=(0.8 * s, 0.0, 2.0))
+              for s in range(2)]
+    posed_vertices = torch.cat([p.vertices for _, p, _ in people]).detach()
+    A_p = torch.cat([p.joint_transforms for _, p, _ in people]).detach()
+    A_c = torch.cat([c.joint_transforms for _, _, c in people]).detach()
+    lo = posed_vertices.amin(1, keepdim=True) - 0.1
+    hi = posed_vertices.amax(1, keepdim=True) + 0.1
+    boxed = lo + torch.rand(2, 3000, 3, generator=g) * (hi - lo)
+    near = posed_vertices[:, ::4] + torch.randn(posed_vertices[:, ::4].shape, generator=g) * 0.02
+    points = torch.cat([boxed, near], dim=1)
+    mask = torch.rand(points.shape[:2], generator=g) < 0.8
+    results = {}
+    for method in ("grid", "cdist"):
+        deformer = SkinningDeformer.from_body_model(body_model, method=method)
+        results[method] = deformer.inverse_multi(points, posed_vertices, A_p, A_c, mask=mask)
+    grid, cdist = results["grid"], results["cdist"]
+    same = grid.vertex_index == cdist.vertex_index
+    assert float(same.float().mean()) > 0.999
+    assert torch.equal(grid.valid[same], cdist.valid[same])
+    torch.testing.assert_close(grid.points[same], cdist.points[same], atol=0, rtol=0)
+    torch.testing.assert_close(grid.distance[same], cdist.distance[same], atol=0, rtol=0)
+    assert 0.2 < float(grid.valid[mask].float().mean()) < 0.9
+    # one person with the functional API and forward skinning's bounded search
+    single = inverse_skinning(points[0], posed_vertices[0], A_p[0], A_c[0], body_model.skinning_weights,
+                              method="grid", cell_size=0.05)
+    reference = inverse_skinning(points[0], posed_vertices[0], A_p[0], A_c[0], body_model.skinning_weights,
+                                 method="cdist")
+    same = single.vertex_index == reference.vertex_index
+    assert float(same.float().mean()) > 0.999
+    torch.testing.assert_close(single.points[same], reference.points[same], atol=0, rtol=0)
 
 
 def test_inverse_multi_matches_per_person_and_respects_mask(body_model):
