@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from avatarpose_ns.fitting.priors import angle_prior, temporal_smoothness
+from avatarpose_ns.fitting.priors import angle_prior, correction_prior, temporal_smoothness
 from avatarpose_ns.models.compositor import composite_layers
 from avatarpose_ns.models.losses import (
     AvatarLossWeights,
@@ -178,3 +178,23 @@ def test_pose_losses_bundle_reuses_priors():
     priors = pose_prior_losses(body_pose[0])
     assert set(priors) == {"l2_pose", "angle_prior"}
     assert smoothness_loss(transl[0]).item() == pytest.approx(temporal_smoothness(transl[0]).item())
+
+
+def test_correction_prior_holds_only_the_named_joints_near_the_init():
+    """Hand-computed: the prior is the squared correction of the named joints, off by default."""
+    init = torch.zeros(2, 3, 69)
+    pose = init.clone()
+    pose[..., 3 * 19:3 * 19 + 3] = torch.tensor([0.3, 0.0, 0.4])  # left wrist (joint 20): |d|^2 = 0.25
+    pose[..., 3 * 17] = 1.0  # left elbow (joint 18): not named, not penalised
+    rgb, acc, mask = torch.rand(2, 3), torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0])
+    assert "correction_loss" not in pose_losses(rgb, rgb, acc, mask, pose, body_pose_init=init)
+    w = PoseLossWeights(correction=2.0)
+    out = pose_losses(rgb, rgb, acc, mask, pose, body_pose_init=init, weights=w)
+    assert out["correction_loss"].item() == pytest.approx(2.0 * 0.25, rel=1e-6)
+    pose.requires_grad_(True)
+    pose_losses(rgb, rgb, acc, mask, pose, body_pose_init=init, weights=w)["correction_loss"].backward()
+    wrist_grad = pose.grad[..., 3 * 19:3 * 19 + 3]
+    assert torch.all(wrist_grad[..., 0] > 0) and torch.all(wrist_grad[..., 2] > 0)  # pulls back toward the init
+    assert pose.grad[..., 3 * 17].abs().max() == 0
+    with pytest.raises(ValueError, match="1..23"):
+        correction_prior(pose.detach()[0], init[0], (0,))

@@ -5,6 +5,8 @@ All functions take batched tensors: body_pose (F, 69) in axis-angle, joints (F, 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 # (index into body_pose, sign): SMPLify's bending prior penalises exp(sign * angle)^2,
@@ -23,6 +25,19 @@ def angle_prior(body_pose: torch.Tensor) -> torch.Tensor:
 def l2_pose_prior(body_pose: torch.Tensor) -> torch.Tensor:
     """Squared norm of the body pose per frame. (F, 69) -> (F,)"""
     return body_pose.pow(2).sum(dim=-1)
+
+
+def correction_prior(body_pose: torch.Tensor, body_pose_init: torch.Tensor, joints: Sequence[int]) -> torch.Tensor:
+    """Squared size of the correction to the initialisation at some joints, per frame.
+
+    A Gaussian prior centred on the initial pose, for joints the images constrain too weakly
+    to correct (at low resolution, the wrists: their rotation places the hand joints).
+    body_pose, body_pose_init (F, 69); joints: SMPL joint indices (1..23) -> (F,)
+    """
+    if any(not 1 <= int(j) <= 23 for j in joints):
+        raise ValueError(f"correction prior joints {tuple(joints)}: SMPL body joints are 1..23")
+    slots = torch.tensor([3 * (int(j) - 1) + c for j in joints for c in range(3)], device=body_pose.device)
+    return (body_pose[:, slots] - body_pose_init[:, slots]).pow(2).sum(dim=-1)
 
 
 def temporal_smoothness(values: torch.Tensor, order: int = 1) -> torch.Tensor:

@@ -238,6 +238,7 @@ class AvatarPoseModel(Model):
                 outputs["rgb"], target, accumulation, mask, body_pose=body_pose, transl=smpl.transl_all(),
                 smooth_pose=torch.cat([smpl.global_orient_all(), body_pose], dim=-1),
                 collision_opacities=outputs.get("collision_opacities"), weights=weights,
+                body_pose_init=smpl.body_pose_init,
             )
             losses.update({f"pose_{name}" if name in losses else name: value for name, value in pose.items()})
         return losses

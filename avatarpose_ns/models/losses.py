@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from avatarpose_ns.fitting.priors import angle_prior, l2_pose_prior, temporal_smoothness
+from avatarpose_ns.fitting.priors import angle_prior, correction_prior, l2_pose_prior, temporal_smoothness
 
 # log(1 + e^-1): makes the hard-surface penalty exactly 0 at 0 and 1.
 HARD_SURFACE_OFFSET = math.log1p(math.exp(-1.0))
@@ -59,6 +59,11 @@ class PoseLossWeights:
     l2_pose: float = 1e-3
     angle_prior: float = 1e-2
     collision: float = 5e-3
+    correction: float = 0.0
+    """Squared correction of `correction_joints` away from the initialisation (a Gaussian prior
+    centred on it). Off by default, as released; see benchmarks/RESULTS.md for its effect."""
+    correction_joints: Tuple[int, ...] = (20, 21)
+    """SMPL joints it holds (default the wrists, whose rotation places the hand joints)."""
     smoothness: float = 1.0
     """First differences over frames of the translation."""
     smoothness_pose: float = 0.0
@@ -268,6 +273,7 @@ def pose_losses(
     collision_opacities: Optional[torch.Tensor] = None,
     collision_valid: Optional[torch.Tensor] = None,
     weights: Optional[PoseLossWeights] = None,
+    body_pose_init: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
     """Weighted pose-phase losses.
 
@@ -280,9 +286,11 @@ def pose_losses(
         collision_opacities: (..., L) per-person opacities at sample points, see
             :func:`collision_loss`; collision_valid (...) bool.
         weights: :class:`PoseLossWeights` (defaults when None).
+        body_pose_init: the initial body poses, shaped like body_pose, for the correction prior.
 
-    Returns {"rgb_loss", "mask_loss", "l2_pose_loss", "angle_prior_loss", "collision_loss",
-    "smoothness_loss"}, each weighted, the ones without inputs or with weight 0 left out.
+    Returns {"rgb_loss", "mask_loss", "l2_pose_loss", "angle_prior_loss", "correction_loss",
+    "collision_loss", "smoothness_loss"}, each weighted, the ones without inputs or with
+    weight 0 left out.
     """
     w = weights or PoseLossWeights()
     out: Dict[str, torch.Tensor] = {}
@@ -296,6 +304,9 @@ def pose_losses(
             out["l2_pose_loss"] = w.l2_pose * priors["l2_pose"]
         if w.angle_prior:
             out["angle_prior_loss"] = w.angle_prior * priors["angle_prior"]
+    if w.correction and body_pose is not None and body_pose_init is not None:
+        flat, flat_init = body_pose.reshape(-1, body_pose.shape[-1]), body_pose_init.reshape(-1, body_pose.shape[-1])
+        out["correction_loss"] = w.correction * correction_prior(flat, flat_init, w.correction_joints).mean()
     if w.collision and collision_opacities is not None:
         out["collision_loss"] = w.collision * collision_loss(collision_opacities, collision_valid)
     if smooth_pose is None:
