@@ -111,7 +111,7 @@ def train(sequence: Path, config: str, out: Path, extra_flags: list[str]) -> dic
 
 
 def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path,
-            extra_flags: list[str] = ()) -> dict | None:
+            extra_flags: tuple[str, ...] = ()) -> dict | None:
     out = out_root / sequence_name / config
     result_path = out / "result.json"
     if result_path.is_file():
@@ -183,7 +183,7 @@ def main() -> None:
     if not args.table_only:
         for config in args.configs:  # one configuration over every sequence before the next
             for sequence in args.sequences:
-                run_one(sequence, config, args.data_root, args.out_root, shlex.split(args.extra_flags))
+                run_one(sequence, config, args.data_root, args.out_root, tuple(shlex.split(args.extra_flags)))
     print_table(args.out_root, args.sequences, [c for c in (*BASELINES, *CONFIGS) if c in args.configs])
 
 
