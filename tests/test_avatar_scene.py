@@ -72,3 +72,34 @@ def test_nan_initialisation_is_refused(body_model):
                   "transl": np.zeros((2, 3))}}
     with pytest.raises(ValueError, match="body_pose' contains NaN"):
         AvatarScene(body_model, people, AvatarSceneConfig(field=CanonicalFieldConfig.small()))
+
+
+def test_view_dependent_colour_gets_canonical_directions(tiny_sequence, body_model):
+    """With direction_sh_degree > 0 the colour MLP's direction inputs are the spherical
+    harmonics of the rays carried into canonical space by each sample's skinning map."""
+    import dataclasses
+
+    from avatarpose_ns.models.canonical_field import spherical_harmonics
+
+    init = read_smpl_npz(tiny_sequence / "smpl_gt" / "smpl.npz")
+    people = {p: {"betas": s.betas, "body_pose": s.body_pose, "global_orient": s.global_orient, "transl": s.transl}
+              for p, s in init.items()}
+    field = dataclasses.replace(CanonicalFieldConfig.small(), direction_sh_degree=2)
+    scene = AvatarScene(body_model, people, AvatarSceneConfig(field=field, num_samples=24))
+    origins, directions, _, mask = frame_rays(tiny_sequence)
+    rays = mask.nonzero()[:100, 0]
+    seen = []
+    hook = scene.fields[0].color_mlp.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    render = scene.render(origins[rays], directions[rays], frame_position=0).render
+    hook.remove()
+    direction_features = seen[0][:, field.geo_feat_dim:]
+    assert direction_features.shape[1] == 9
+    # every input is the harmonics of some unit direction: Y_00 constant, degree-1 terms of norm C1
+    torch.testing.assert_close(direction_features[:, 0], torch.full_like(direction_features[:, 0], 0.28209479177387814))
+    torch.testing.assert_close(direction_features[:, 1:4].norm(dim=-1),
+                               torch.full_like(direction_features[:, 0], 0.4886025119029199))
+    # and they differ from the world-frame rays' harmonics (the bodies are posed)
+    world = spherical_harmonics(directions[rays], 2)
+    assert not any(torch.allclose(direction_features[:1], w[None], atol=1e-3) for w in world)
+    render.rgb.sum().backward()
+    assert scene.fields[0].color_mlp[0].weight.grad[:, field.geo_feat_dim + 1:].abs().sum() > 0

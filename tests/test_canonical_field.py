@@ -14,6 +14,7 @@ from avatarpose_ns.models.canonical_field import (
     CanonicalFieldConfig,
     MultiPersonFields,
     canonical_bbox,
+    spherical_harmonics,
     trunc_exp,
 )
 
@@ -168,3 +169,52 @@ def test_multi_person_fields():
     torch.testing.assert_close(fields.density_all(pts, valid), density_v)
     with pytest.raises(ValueError):
         fields.forward_all(torch.zeros(3, 4, 3))
+
+
+def test_spherical_harmonics_are_orthonormal():
+    """Exact quadrature (Gauss-Legendre in cos(theta) x uniform in phi) of Y_i Y_j over the sphere is the identity."""
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    phi = np.arange(16) * 2 * np.pi / 16
+    cos_t, ph = np.meshgrid(nodes, phi, indexing="ij")
+    sin_t = np.sqrt(1 - cos_t**2)
+    dirs = torch.from_numpy(np.stack([sin_t * np.cos(ph), sin_t * np.sin(ph), cos_t], -1).reshape(-1, 3))
+    w = torch.from_numpy(np.repeat(weights, len(phi)) * 2 * np.pi / len(phi))
+    for degree in range(4):
+        Y = spherical_harmonics(dirs, degree)
+        assert Y.shape == (len(dirs), (degree + 1) ** 2)
+        gram = Y.T @ (Y * w[:, None])
+        torch.testing.assert_close(gram, torch.eye(Y.shape[1], dtype=torch.float64), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError):
+        spherical_harmonics(dirs, 4)
+
+
+def test_view_dependent_colour_uses_directions_and_leaves_density_alone():
+    torch.manual_seed(0)
+    config = dataclasses.replace(CanonicalFieldConfig.small(), implementation="torch", direction_sh_degree=2)
+    field = CanonicalField(config, (0.0, 0.0, 0.0), 0.5)
+    assert field.color_mlp[0].in_features == config.geo_feat_dim + 9
+    points = torch.rand(64, 3) * 0.6 - 0.3
+    points[0] = 2.0  # outside the cube
+    dirs = torch.nn.functional.normalize(torch.randn(64, 3), dim=-1)
+    density, rgb, _ = field.query(points, directions=dirs)
+    density_back, rgb_back, _ = field.query(points, directions=-dirs)
+    torch.testing.assert_close(density, density_back)
+    assert (rgb[1:] - rgb_back[1:]).abs().max() > 1e-4  # degree-1 terms flip sign
+    assert torch.all(rgb[0] == 0) and density[0] == 0
+    # no directions: the colour for the constant harmonic alone
+    _, rgb_none, _ = field.query(points[1:])
+    features = torch.zeros(63, 9)
+    features[:, 0] = spherical_harmonics(dirs[:1], 0)[0, 0]
+    geo = field.density_mlp(field.encoding(field.normalize(points[1:])[0]))[:, 1:]
+    torch.testing.assert_close(rgb_none, torch.sigmoid(field.color_mlp(torch.cat([geo, features], -1))))
+    with pytest.raises(ValueError, match="directions"):
+        field.query(points, directions=dirs[:10])
+    with pytest.raises(ValueError, match="direction_sh_degree"):
+        CanonicalField(dataclasses.replace(config, direction_sh_degree=5))
+    # multi-person evaluation passes each person's directions through
+    fields = MultiPersonFields([((0.0, 0.0, 0.0), 0.5)] * 2, config)
+    valid = torch.rand(2, 64) > 0.3
+    d_all, rgb_all = fields.forward_all(torch.stack([points, points]), valid, directions=torch.stack([dirs, -dirs]))
+    for person, sign in enumerate((1.0, -1.0)):
+        _, expected, _ = fields[person].query(points, directions=sign * dirs)
+        torch.testing.assert_close(rgb_all[person][valid[person]], expected[valid[person]])

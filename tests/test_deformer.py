@@ -17,6 +17,7 @@ from avatarpose_ns.models.deformer import (
     invert_affine,
     inverse_skinning,
     nearest_vertex_index,
+    skin_directions,
     vertex_normals,
 )
 
@@ -162,6 +163,33 @@ def test_rigid_weights_give_the_rigid_inverse(body_model):
     rigid = (A_c[joint].double() @ torch.linalg.inv(A_p[joint].double())).float()
     expected = points @ rigid[:3, :3].T + rigid[:3, 3]
     torch.testing.assert_close(result.points, expected, atol=1e-5, rtol=0)
+
+
+def test_skinned_directions_follow_the_point_map(body_model):
+    """A direction carried by `skin_directions` is the direction between two inverse-skinned
+    points a short step apart along it (same nearest vertex: the map is the same affine map)."""
+    g = torch.Generator().manual_seed(3)
+    _, posed, canon = _bodies(body_model, torch.randn(1, 69, generator=g) * 0.3)
+    deformer = SkinningDeformer(body_model.skinning_weights, body_model.faces, method="cdist")
+    verts = posed.vertices[0].detach().double()
+    A_p, A_c = posed.joint_transforms[0].detach().double(), canon.joint_transforms[0].detach().double()
+    points = verts[::7] + torch.randn(verts[::7].shape, generator=g, dtype=torch.float64) * 0.01
+    dirs = torch.nn.functional.normalize(torch.randn(points.shape, generator=g, dtype=torch.float64), dim=-1)
+    start = deformer.inverse(points, verts, A_p, A_c)
+    end = deformer.inverse(points + 1e-4 * dirs, verts, A_p, A_c)
+    same = (start.vertex_index == end.vertex_index) & start.valid
+    assert same.sum() > 1000
+    expected = torch.nn.functional.normalize(end.points - start.points, dim=-1)[same]
+    carried = skin_directions(dirs, start.vertex_index, A_p, A_c, body_model.skinning_weights.double())[same]
+    torch.testing.assert_close(carried, expected, atol=1e-8, rtol=0)
+    torch.testing.assert_close(carried.norm(dim=-1), torch.ones(len(carried), dtype=torch.float64))
+    # no vertex found: the root joint's rotation
+    root = skin_directions(dirs[:2], torch.tensor([-1, -1]), A_p, A_c, body_model.skinning_weights.double())
+    rigid = A_c[0] @ torch.linalg.inv(A_p[0])
+    torch.testing.assert_close(root, dirs[:2] @ rigid[:3, :3].T)
+    multi = deformer.inverse_directions_multi(dirs[None], start.vertex_index[None], A_p[None], A_c[None])
+    torch.testing.assert_close(multi[0], skin_directions(dirs, start.vertex_index, A_p, A_c,
+                                                         body_model.skinning_weights.double()))
 
 
 @needs_scipy

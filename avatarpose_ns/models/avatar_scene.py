@@ -123,7 +123,14 @@ class AvatarScene(nn.Module):
                                               people.canonical_transforms, mask=valid)
         near_body = skinned.valid
         occupied = self.occupancy.query(skinned.points.detach()) & near_body
-        density, rgb = self.fields.forward_all(skinned.points, occupied)
+        canonical_directions = None
+        if self.config.field.direction_sh_degree > 0:  # view-dependent colour: directions in canonical space
+            ray_directions = directions[:, None, None, :].expand(samples.positions.shape)
+            ray_directions = ray_directions.permute(1, 0, 2, 3).reshape(points.shape)
+            canonical_directions = self.deformer.inverse_directions_multi(
+                ray_directions.detach(), skinned.vertex_index, people.transforms.detach(),
+                people.canonical_transforms.detach())
+        density, rgb = self.fields.forward_all(skinned.points, occupied, directions=canonical_directions)
         empty_density = density.new_zeros(0)
         if self.training:  # a few samples in cells called empty keep the field empty there
             empty = near_body & ~occupied

@@ -6,6 +6,12 @@ features) and a colour MLP (geometry features -> rgb, no view direction), as in
 AvatarPose's released configuration (DESIGN.md section 2).  `MultiPersonFields`
 holds one field per person.
 
+Optionally (``direction_sh_degree > 0``) the colour MLP also sees the viewing
+direction in canonical space, encoded by real spherical harmonics, as nerfacto's
+colour head does.  Shading that follows the camera (a light near the lens, a
+sheen) is then a function of the canonical point and direction; without it the
+field can only learn each point's average colour over the training views.
+
 Units: canonical points are in metres and the returned density is per metre, so
 a renderer multiplies it by sample spacings in metres (inverse skinning is
 close to rigid locally, so posed-space spacings can be used).
@@ -41,8 +47,38 @@ __all__ = [
     "CanonicalField",
     "MultiPersonFields",
     "canonical_bbox",
+    "spherical_harmonics",
     "trunc_exp",
 ]
+
+# Real spherical harmonics constants (orthonormal on the unit sphere), degrees 0 to 3.
+_SH_C0 = 0.28209479177387814
+_SH_C1 = 0.4886025119029199
+_SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+_SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def spherical_harmonics(directions: Tensor, degree: int) -> Tensor:
+    """Real spherical harmonics of unit ``directions`` (..., 3) up to ``degree`` (0 to 3).
+
+    Returns (..., (degree + 1)**2), ordered by degree l, then m = -l..l; each
+    function has unit L2 norm over the sphere."""
+    if not 0 <= degree <= 3:
+        raise ValueError(f"spherical harmonics degree must be 0 to 3, got {degree}")
+    x, y, z = directions.unbind(-1)
+    out = [torch.full_like(x, _SH_C0)]
+    if degree >= 1:
+        out += [-_SH_C1 * y, _SH_C1 * z, -_SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [_SH_C2[0] * x * y, _SH_C2[1] * y * z, _SH_C2[2] * (2.0 * zz - xx - yy), _SH_C2[3] * x * z,
+                _SH_C2[4] * (xx - yy)]
+    if degree >= 3:
+        out += [_SH_C3[0] * y * (3.0 * xx - yy), _SH_C3[1] * x * y * z, _SH_C3[2] * y * (4.0 * zz - xx - yy),
+                _SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy), _SH_C3[4] * x * (4.0 * zz - xx - yy),
+                _SH_C3[5] * z * (xx - yy), _SH_C3[6] * x * (xx - 3.0 * yy)]
+    return torch.stack(out, dim=-1)
 
 
 class _TruncExp(torch.autograd.Function):
@@ -88,6 +124,9 @@ class CanonicalFieldConfig:
     """Width of the colour MLP."""
     num_color_layers: int = 2
     """Hidden layers of the colour MLP."""
+    direction_sh_degree: int = 0
+    """0: colour from geometry features only (released). 1 to 3: the colour MLP also
+    gets the canonical viewing direction as real spherical harmonics of this degree."""
     density_activation: Literal["trunc_exp", "softplus"] = "trunc_exp"
     """Maps the raw density output to a density >= 0 (per metre)."""
     density_bias: float = 0.0
@@ -192,7 +231,11 @@ class CanonicalField(nn.Module):
         self.density_mlp = _mlp(
             self.encoding.n_output_dims, config.hidden_dim, config.num_density_layers, 1 + config.geo_feat_dim
         )
-        self.color_mlp = _mlp(config.geo_feat_dim, config.hidden_dim_color, config.num_color_layers, 3)
+        if not 0 <= config.direction_sh_degree <= 3:
+            raise ValueError(f"direction_sh_degree must be 0 to 3, got {config.direction_sh_degree}")
+        self.num_direction_features = (config.direction_sh_degree + 1) ** 2 if config.direction_sh_degree > 0 else 0
+        self.color_mlp = _mlp(config.geo_feat_dim + self.num_direction_features, config.hidden_dim_color,
+                              config.num_color_layers, 3)
 
     # ------------------------------------------------------------------ box
     @torch.no_grad()
@@ -216,29 +259,58 @@ class CanonicalField(nn.Module):
             return torch.nn.functional.softplus(raw)
         return trunc_exp(raw)
 
-    def _evaluate_unit(self, u: Tensor, with_rgb: bool) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+    def _direction_features(self, directions: Optional[Tensor], num: int, like: Tensor) -> Optional[Tensor]:
+        """(num, D) colour-MLP inputs for unit directions (num, 3); None when the field has none.
+
+        Without directions (mesh colouring, viewer previews) only the constant harmonic is
+        set, i.e. the input the MLP sees for a direction-averaged colour."""
+        if self.num_direction_features == 0:
+            return None
+        if directions is None:
+            features = like.new_zeros(num, self.num_direction_features)
+            features[:, 0] = _SH_C0
+            return features
+        return spherical_harmonics(directions.to(like.dtype), self.config.direction_sh_degree)
+
+    def _evaluate_unit(self, u: Tensor, with_rgb: bool,
+                       direction_features: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         """u (M, 3) in the unit cube -> density (M,), rgb (M, 3) or None, geometry features (M, G)."""
         h = self.density_mlp(self.encoding(u))
         density = self._density_from_raw(h[:, 0])
         geo = h[:, 1:]
-        rgb = torch.sigmoid(self.color_mlp(geo)) if with_rgb else None
+        rgb = None
+        if with_rgb:
+            colour_in = geo if direction_features is None else torch.cat([geo, direction_features], dim=-1)
+            rgb = torch.sigmoid(self.color_mlp(colour_in))
         return density, rgb, geo
 
     def query(
-        self, points: Tensor, with_rgb: bool = True, with_features: bool = False
+        self, points: Tensor, with_rgb: bool = True, with_features: bool = False,
+        directions: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-        """Density (...), rgb (..., 3) or None, geometry features (..., G) or None."""
+        """Density (...), rgb (..., 3) or None, geometry features (..., G) or None.
+
+        directions (..., 3): unit canonical viewing directions, used only by a field with
+        ``direction_sh_degree > 0`` (see `_direction_features` for None)."""
         lead = points.shape[:-1]
         dtype = self.encoding.params.dtype
         p = points.reshape(-1, 3).to(dtype)
         n = p.shape[0]
         u, inside = self.normalize(p)
         G = self.config.geo_feat_dim
+        dirs = None if directions is None else directions.reshape(-1, 3)
+        if dirs is not None and dirs.shape[0] != n:
+            raise ValueError(f"directions {tuple(directions.shape)} do not match points {tuple(points.shape)}")
         if n > 0 and bool(inside.all()):
-            density, rgb, geo = self._evaluate_unit(u, with_rgb)
+            dir_features = self._direction_features(dirs, n, p) if with_rgb else None
+            density, rgb, geo = self._evaluate_unit(u, with_rgb, dir_features)
         else:
             sel = inside.nonzero().squeeze(1)
-            d_in, rgb_in, geo_in = self._evaluate_unit(u.index_select(0, sel), with_rgb)
+            dir_features = None
+            if with_rgb:
+                dir_features = self._direction_features(None if dirs is None else dirs.index_select(0, sel),
+                                                        sel.shape[0], p)
+            d_in, rgb_in, geo_in = self._evaluate_unit(u.index_select(0, sel), with_rgb, dir_features)
             density = p.new_zeros(n).index_copy(0, sel, d_in)
             rgb = p.new_zeros(n, 3).index_copy(0, sel, rgb_in) if with_rgb else None
             geo = p.new_zeros(n, G).index_copy(0, sel, geo_in) if with_features else None
@@ -306,12 +378,14 @@ class MultiPersonFields(nn.Module):
         return self.fields[person](points)
 
     def forward_all(
-        self, points: Tensor, valid: Optional[Tensor] = None, with_rgb: bool = True
+        self, points: Tensor, valid: Optional[Tensor] = None, with_rgb: bool = True,
+        directions: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """Padded evaluation: points (L, N, 3) -> density (L, N), rgb (L, N, 3).
 
         ``valid`` (L, N) bool marks real entries; padded entries are not
-        evaluated and get density 0 and rgb 0.
+        evaluated and get density 0 and rgb 0.  ``directions`` (L, N, 3): canonical
+        unit viewing directions for fields that use them.
         """
         L = len(self.fields)
         if points.shape[0] != L or points.shape[-1] != 3 or points.dim() != 3:
@@ -319,11 +393,13 @@ class MultiPersonFields(nn.Module):
         densities, rgbs = [], []
         for person, field in enumerate(self.fields):
             p = points[person]
+            dirs = None if directions is None else directions[person]
             if valid is None:
-                d, rgb, _ = field.query(p, with_rgb=with_rgb)
+                d, rgb, _ = field.query(p, with_rgb=with_rgb, directions=dirs)
             else:
                 sel = valid[person].nonzero().squeeze(1)
-                d_sel, rgb_sel, _ = field.query(p.index_select(0, sel), with_rgb=with_rgb)
+                d_sel, rgb_sel, _ = field.query(p.index_select(0, sel), with_rgb=with_rgb,
+                                                directions=None if dirs is None else dirs.index_select(0, sel))
                 d = d_sel.new_zeros(p.shape[0]).index_copy(0, sel, d_sel)
                 rgb = d_sel.new_zeros(p.shape[0], 3).index_copy(0, sel, rgb_sel) if with_rgb else None
             densities.append(d)

@@ -450,6 +450,25 @@ def forward_skinning(points_canonical: torch.Tensor, canonical_vertices: torch.T
                             method, chunk_size, workers, cell_size)
 
 
+def skin_directions(directions: torch.Tensor, vertex_index: torch.Tensor, transforms_from: torch.Tensor,
+                    transforms_to: torch.Tensor, skinning_weights: torch.Tensor) -> torch.Tensor:
+    """Carry unit directions (N, 3) through the linear part of each point's skinning map.
+
+    vertex_index (N,): the nearest vertex found by a deformer (-1: none, the root joint's
+    map is used); transforms_from / transforms_to (24, 4, 4) as in `inverse_skinning`.
+    Blended maps are not exact rotations, so the result is renormalised.  Used to give a
+    view-dependent colour head the viewing direction in canonical space.
+    """
+    num_vertices = skinning_weights.shape[0]
+    linear = vertex_relative_transforms(skinning_weights.to(transforms_from.dtype), transforms_from,
+                                        transforms_to)[:, :3, :3]
+    root = (transforms_to[:1] @ invert_affine(transforms_from[:1]))[:, :3, :3]
+    table = torch.cat([linear, root], dim=0).reshape(num_vertices + 1, 9).to(directions.dtype)
+    gather = torch.where(vertex_index >= 0, vertex_index, torch.full_like(vertex_index, num_vertices))
+    rotated = (table.index_select(0, gather).reshape(-1, 3, 3) @ directions[..., None])[..., 0]
+    return rotated / _safe_norm(rotated)[..., None]
+
+
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals. vertices (..., V, 3), faces (F, 3) long -> (..., V, 3)."""
     faces = faces.long()
@@ -504,6 +523,13 @@ class SkinningDeformer(torch.nn.Module):
                                 max_dist=self.max_dist, **self._kw())
 
     forward = inverse
+
+    def inverse_directions_multi(self, directions: torch.Tensor, vertex_index: torch.Tensor,
+                                 A_posed: torch.Tensor, A_canon: torch.Tensor) -> torch.Tensor:
+        """Posed unit directions (L, N, 3) -> canonical (L, N, 3), each through the map of its
+        sample's nearest vertex (``vertex_index`` (L, N) from `inverse_multi`)."""
+        return torch.stack([skin_directions(directions[p], vertex_index[p], A_posed[p], A_canon[p],
+                                            self.skinning_weights) for p in range(directions.shape[0])])
 
     def forward_skin(self, points_canonical: torch.Tensor, canonical_vertices: torch.Tensor,
                      A_posed: torch.Tensor, A_canon: torch.Tensor, max_dist: float | None = None) -> SkinningResult:
