@@ -12,6 +12,11 @@ table at the end is built from every result on disk.
     .venv/bin/python benchmarks/bench_accuracy.py --configs ours no-rgb no-mask no-collision joint
     .venv/bin/python benchmarks/bench_accuracy.py --sequences demo dance-3people --table-only
 
+"shape only" is the error the estimate's betas keep under the exact pose (ground-truth angles
+and root, pelvis aligned; `avatarpose_ns.eval.shape_error`): what pose refinement cannot
+remove.  `--rescore` recomputes the metrics of finished runs from their stored estimates and starts
+no new run.
+
 Wall times are those of `ns-train` alone (set-up and export excluded); peak memory is the
 largest resident set of any child process so far (ru_maxrss of the children).
 """
@@ -79,6 +84,7 @@ def score(pred: Path, sequence: Path) -> dict:
     from avatarpose_ns.eval.interpenetration import smpl_interpenetration
     from avatarpose_ns.eval.loading import read_pose_source, source_to_joints
     from avatarpose_ns.eval.metrics import evaluate_sequence
+    from avatarpose_ns.eval.shape_error import shape_only_error
     from avatarpose_ns.io.easymocap import read_smpl_npz
 
     body = BodyModel()
@@ -86,6 +92,8 @@ def score(pred: Path, sequence: Path) -> dict:
     gt_joints, _ = source_to_joints(read_pose_source(sequence / "smpl_gt" / "smpl.npz"), "smpl24", lambda: body)
     metrics = evaluate_sequence(pred_joints, gt_joints, joint_set="smpl24").to_dict()
     metrics["interpenetration"] = smpl_interpenetration(body, read_smpl_npz(pred))
+    metrics["shape_only_error_m"] = shape_only_error(body, read_smpl_npz(pred),
+                                                     read_smpl_npz(sequence / "smpl_gt" / "smpl.npz"))["mean"]
     return metrics
 
 
@@ -110,27 +118,44 @@ def train(sequence: Path, config: str, out: Path, extra_flags: list[str]) -> dic
     return {"train_s": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
+def prediction_path(sequence: Path, config: str, out: Path) -> Path:
+    """Where a configuration's estimate (smpl.npz) is."""
+    if config == "init":
+        return sequence / "smpl_init" / "smpl.npz"
+    if config == "keypoint-fit":
+        return out / "smpl.npz"
+    return out / "export" / "smpl.npz"
+
+
 def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path,
-            extra_flags: tuple[str, ...] = ()) -> dict | None:
+            extra_flags: tuple[str, ...] = (), rescore: bool = False) -> dict | None:
     out = out_root / sequence_name / config
     result_path = out / "result.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        result = json.loads(result_path.read_text())
+        if rescore:  # metrics again from the stored estimate (e.g. after a metric was added)
+            sequence = data_root / sequence_name
+            pred = prediction_path(sequence, config, out)
+            if not pred.is_file():
+                print(f"[{sequence_name}] {config}: {pred} is gone, kept the stored metrics")
+                return result
+            result["metrics"] = score(pred, sequence)
+            result_path.write_text(json.dumps(result, indent=2))
+        return result
+    if rescore:  # rescoring starts no new run
+        return None
     sequence = ensure_sequence(sequence_name, data_root)
     print(f"[{sequence_name}] {config} ...", flush=True)
     extra: dict = {}
-    if config == "init":
-        pred = sequence / "smpl_init" / "smpl.npz"
-    elif config == "keypoint-fit":
+    if config == "keypoint-fit":
         started = time.perf_counter()
-        pred = keypoint_fit(sequence, out)
-        if pred is None:
+        if keypoint_fit(sequence, out) is None:
             print(f"[{sequence_name}] keypoint-fit: benchmarks/baseline_keypoint_fit.py missing, skipped")
             return None
         extra["fit_s"] = time.perf_counter() - started
-    else:
+    elif config != "init":
         extra = train(sequence, config, out, list(extra_flags))
-        pred = out / "export" / "smpl.npz"
+    pred = prediction_path(sequence, config, out)
     result = {"sequence": sequence_name, "config": config, **extra, "metrics": score(pred, sequence)}
     out.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result, indent=2))
@@ -146,7 +171,7 @@ def print_table(out_root: Path, sequences: list[str], configs: list[str]) -> Non
 
     table = Table(title="pose accuracy (smpl24 joints; mm, %)")
     for column in ("sequence", "config", "MPJPE", "x init", "PCP", "AP50", "AP100", "Recall@500", "arms",
-                   "hands", "interpen. mean/max mm", "train min"):
+                   "hands", "shape only", "interpen. mean/max mm", "train min"):
         table.add_column(column, justify="left" if column in ("sequence", "config") else "right")
     for sequence in sequences:
         init_mpjpe = None
@@ -163,6 +188,7 @@ def print_table(out_root: Path, sequences: list[str], configs: list[str]) -> Non
             table.add_row(sequence, config, f"{m['mpjpe']:.1f}", ratio, f"{m['pcp']:.1f}", f"{m['ap']['50']:.1f}",
                           f"{m['ap']['100']:.1f}", f"{m['recall500']:.1f}", f"{m['per_group_mpjpe']['arms']:.1f}",
                           f"{m['per_group_mpjpe']['hands']:.1f}",
+                          f"{m['shape_only_error_m'] * 1000:.1f}" if "shape_only_error_m" in m else "",
                           f"{pen['mean_vertex_depth_m'] * 1000:.2f}/{pen['max_depth_m'] * 1000:.0f}",
                           f"{result['train_s'] / 60:.1f}" if "train_s" in result else "")
     Console(width=160).print(table)
@@ -179,11 +205,14 @@ def main() -> None:
                         help="ns-train flags added to every trained configuration, e.g. to try a setting "
                              "(use with its own --out-root)")
     parser.add_argument("--table-only", action="store_true", help="print the table of the results on disk")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the metrics of finished runs from their stored estimates (starts no new run)")
     args = parser.parse_args()
     if not args.table_only:
         for config in args.configs:  # one configuration over every sequence before the next
             for sequence in args.sequences:
-                run_one(sequence, config, args.data_root, args.out_root, tuple(shlex.split(args.extra_flags)))
+                run_one(sequence, config, args.data_root, args.out_root, tuple(shlex.split(args.extra_flags)),
+                        rescore=args.rescore)
     print_table(args.out_root, args.sequences, [c for c in (*BASELINES, *CONFIGS) if c in args.configs])
 
 
