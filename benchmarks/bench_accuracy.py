@@ -54,8 +54,13 @@ CONFIGS: dict[str, list[str]] = {
     "no-mask": ["--pipeline.model.pose-loss-weights.mask", "0"],
     "no-collision": ["--pipeline.model.pose-loss-weights.collision", "0"],
     "joint": ["--pipeline.joint-optimisation", "True"],
+    "no-silhouette-fit": [],
 }
-BASELINES = ("init", "keypoint-fit")
+DATAPARSER_FLAGS: dict[str, list[str]] = {
+    # name: flags after the dataparser subcommand
+    "no-silhouette-fit": ["--silhouette-fit", "False"],
+}
+BASELINES = ("init", "keypoint-fit", "silhouette-fit")
 
 
 def run(command: list[str], log: Path) -> float:
@@ -97,6 +102,26 @@ def score(pred: Path, sequence: Path) -> dict:
     return metrics
 
 
+def silhouette_fit(sequence: Path, out: Path) -> Path:
+    """The initialisation refined to every camera's masks alone (`fitting.silhouette_fit`, default
+    settings): the step the dataparser runs before training, without the avatars."""
+    import numpy as np
+
+    from avatarpose_ns.body.body_model import BodyModel
+    from avatarpose_ns.dataparsers.masks import read_mask, union_mask_file
+    from avatarpose_ns.fitting.silhouette_fit import fit_shape_to_silhouettes
+    from avatarpose_ns.io.cameras import read_cameras
+    from avatarpose_ns.io.easymocap import read_smpl_npz, write_smpl_npz
+
+    cameras = read_cameras(sequence)
+    names = sorted(cameras)
+    init = read_smpl_npz(sequence / "smpl_init" / "smpl.npz")
+    frames = [int(f) for f in next(iter(init.values())).frames]
+    masks = np.stack([[read_mask(union_mask_file(sequence / "mask", name, f)) for f in frames] for name in names])
+    write_smpl_npz(out / "smpl.npz", fit_shape_to_silhouettes(BodyModel(), [cameras[n] for n in names], masks, init))
+    return out / "smpl.npz"
+
+
 def keypoint_fit(sequence: Path, out: Path) -> Path | None:
     """The SMPL-fitted-to-2D-keypoints baseline, when the project has it."""
     script = REPO / "benchmarks" / "baseline_keypoint_fit.py"
@@ -106,12 +131,14 @@ def keypoint_fit(sequence: Path, out: Path) -> Path | None:
     return out / "smpl.npz"
 
 
-def train(sequence: Path, config: str, out: Path, extra_flags: list[str]) -> dict:
+def train(sequence: Path, config: str, out: Path, extra_flags: list[str],
+          extra_dataparser_flags: list[str] = ()) -> dict:
     """ns-train avatarpose-lite + export; returns timing."""
     seconds = run([str(BIN / "ns-train"), "avatarpose-lite", "--data", str(sequence), "--output-dir", str(out),
                    "--timestamp", "run", "--vis", "tensorboard", "--steps-per-eval-image", "1000000",
                    "--steps-per-eval-batch", "1000000", "--steps-per-eval-all-images", "1000000",
-                   *CONFIGS[config], *extra_flags, "easymocap-data"], out / "train.log")
+                   *CONFIGS[config], *extra_flags, "easymocap-data", *DATAPARSER_FLAGS.get(config, []),
+                   *extra_dataparser_flags], out / "train.log")
     config_path = next(out.glob("*/avatarpose-lite/run/config.yml"))
     run([str(BIN / "avatarpose-export"), "poses", "--load-config", str(config_path), "--output-dir", str(out / "export")],
         out / "export.log")
@@ -122,13 +149,14 @@ def prediction_path(sequence: Path, config: str, out: Path) -> Path:
     """Where a configuration's estimate (smpl.npz) is."""
     if config == "init":
         return sequence / "smpl_init" / "smpl.npz"
-    if config == "keypoint-fit":
+    if config in ("keypoint-fit", "silhouette-fit"):
         return out / "smpl.npz"
     return out / "export" / "smpl.npz"
 
 
 def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path,
-            extra_flags: tuple[str, ...] = (), rescore: bool = False) -> dict | None:
+            extra_flags: tuple[str, ...] = (), rescore: bool = False,
+            extra_dataparser_flags: tuple[str, ...] = ()) -> dict | None:
     out = out_root / sequence_name / config
     result_path = out / "result.json"
     if result_path.is_file():
@@ -153,8 +181,12 @@ def run_one(sequence_name: str, config: str, data_root: Path, out_root: Path,
             print(f"[{sequence_name}] keypoint-fit: benchmarks/baseline_keypoint_fit.py missing, skipped")
             return None
         extra["fit_s"] = time.perf_counter() - started
+    elif config == "silhouette-fit":
+        started = time.perf_counter()
+        silhouette_fit(sequence, out)
+        extra["fit_s"] = time.perf_counter() - started
     elif config != "init":
-        extra = train(sequence, config, out, list(extra_flags))
+        extra = train(sequence, config, out, list(extra_flags), list(extra_dataparser_flags))
     pred = prediction_path(sequence, config, out)
     result = {"sequence": sequence_name, "config": config, **extra, "metrics": score(pred, sequence)}
     out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +236,8 @@ def main() -> None:
     parser.add_argument("--extra-flags", default="",
                         help="ns-train flags added to every trained configuration, e.g. to try a setting "
                              "(use with its own --out-root)")
+    parser.add_argument("--extra-dataparser-flags", default="",
+                        help="easymocap-data flags added to every trained configuration")
     parser.add_argument("--table-only", action="store_true", help="print the table of the results on disk")
     parser.add_argument("--rescore", action="store_true",
                         help="recompute the metrics of finished runs from their stored estimates (starts no new run)")
@@ -212,7 +246,8 @@ def main() -> None:
         for config in args.configs:  # one configuration over every sequence before the next
             for sequence in args.sequences:
                 run_one(sequence, config, args.data_root, args.out_root, tuple(shlex.split(args.extra_flags)),
-                        rescore=args.rescore)
+                        rescore=args.rescore,
+                        extra_dataparser_flags=tuple(shlex.split(args.extra_dataparser_flags)))
     print_table(args.out_root, args.sequences, [c for c in (*BASELINES, *CONFIGS) if c in args.configs])
 
 

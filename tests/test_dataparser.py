@@ -308,3 +308,35 @@ def test_palette_union_masks_of_avatarpose(seq, tmp_path, body_model):
     assert out.metadata["person_mask_filenames"] is None  # palette ids are not person ids
     assert mask_hits(out, seq.gt, body_model).mean() > 0.98
 
+
+
+def test_silhouette_fit_refines_the_init_on_train_cameras_and_caches(seq, tmp_path, monkeypatch):
+    import avatarpose_ns.dataparsers.silhouette_init as silhouette_init
+    from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig
+
+    calls = []
+    real_fit = silhouette_init.fit_shape_to_silhouettes
+
+    def recording_fit(body, cameras, masks, init, config, progress=False):
+        calls.append(([c.name for c in cameras], masks.shape))
+        return real_fit(body, cameras, masks, init, config)
+
+    monkeypatch.setattr(silhouette_init, "fit_shape_to_silhouettes", recording_fit)
+    root, cache = copy_of(seq, tmp_path), tmp_path / "cache"
+    held_out = seq.cameras[-1].name
+    options = dict(cache_dir=cache, eval_cameras=(held_out,), silhouette_fit=True,
+                   silhouette=SilhouetteFitConfig(iterations=10))
+    _, plain = parse(root, cache_dir=cache, eval_cameras=(held_out,))
+    _, out = parse(root, **options)
+    assert out.metadata["smpl_init_source"].endswith("refined to the masks")
+    assert len(calls) == 1
+    cameras, mask_shape = calls[0]
+    assert cameras == [c.name for c in seq.cameras[:-1]]  # the held-out view is never used
+    assert mask_shape[:2] == (len(seq.cameras) - 1, len(seq.frames))
+    refined, original = out.metadata["smpl_init"][0], plain.metadata["smpl_init"][0]
+    assert not np.allclose(refined["betas"], original["betas"])
+    assert np.all(np.isfinite(refined["body_pose"]))
+    assert len(list((cache / "silhouette_fit").glob("*.npz"))) == 1
+    _, again = parse(root, **options)  # cached: no second fit
+    assert len(calls) == 1
+    np.testing.assert_allclose(again.metadata["smpl_init"][0]["betas"], refined["betas"], atol=1e-6)

@@ -38,9 +38,11 @@ from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.cameras_convert import make_cameras
 from avatarpose_ns.dataparsers.scene_transform import SceneTransform, fit_scene_transform, up_rotation
 from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
+from avatarpose_ns.dataparsers.silhouette_init import refine_init_with_silhouettes
 from avatarpose_ns.dataparsers.smpl_init import posed_joints
 from avatarpose_ns.dataparsers.timeline import frame_times
 from avatarpose_ns.dataparsers.undistort_cache import CachedView, ViewGeometry, build_cache, default_cache_dir
+from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig
 from avatarpose_ns.io.easymocap import SmplSequence
 
 
@@ -71,6 +73,11 @@ class MultiViewDataParserConfig(DataParserConfig):
     default: the first of smpl_init/smpl.npz, smpl/, keypoints3d/ inside the sequence"""
     mask_dir: Optional[str] = None
     """mask root relative to data (default: the layout's own)"""
+    silhouette_fit: bool = False
+    """refine the initial SMPL (betas, per-frame pose and translation) so that the bodies fill the
+    training cameras' foreground masks, before training (fitting/silhouette_fit.py; cached)"""
+    silhouette: SilhouetteFitConfig = field(default_factory=SilhouetteFitConfig)
+    """settings of that fit"""
     body_model_path: Optional[Path] = None
     """SMPL .pkl file or folder; default: the built-in SMPL-format model"""
     cache_dir: Optional[Path] = None
@@ -144,6 +151,10 @@ class MultiViewDataParser(DataParser):
             raise SequenceError(f"{root}: sequence folder not found")
         cache_dir = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir(root)
         seq = self.read_sequence(self.body_model(), cache_dir)
+        if config.silhouette_fit:
+            seq.init = refine_init_with_silhouettes(seq, self.split_cameras(seq, "train"), self.body_model(),
+                                                    config.silhouette, cache_dir)
+            seq.init_source = f"{seq.init_source}, refined to the masks"
         files, geoms = build_cache(seq, cache_dir, config.downscale_factor, config.num_workers)
         joints = np.concatenate([posed_joints(self.body_model(), s).reshape(-1, 3) for s in seq.init.values()])
         transform = fit_scene_transform(joints, up_rotation(seq.world_up), config.scene_box_half,

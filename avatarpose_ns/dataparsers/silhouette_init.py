@@ -1,0 +1,86 @@
+"""Refine a sequence's initial SMPL against the training cameras' masks (`fitting.silhouette_fit`).
+
+Runs once per sequence, initialisation, camera selection and fit setting: the result is
+cached under the dataparser's cache folder, keyed by all of them and by the mask files'
+sizes and modification times.  Only training cameras are used, so a held-out view stays
+unseen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from avatarpose_ns.body.body_model import BodyModel
+from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
+from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
+from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
+from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_smpl_npz
+
+CACHE_VERSION = 1
+
+
+def union_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray, list[Path]]:
+    """(C, F, H, W) bool union masks of the original (distorted) images, and the files read."""
+    masks, files = [], []
+    for cam in cameras:
+        per_frame = []
+        for frame in seq.frames:
+            view = seq.views[(cam, frame)]
+            paths = [view.union_mask] if view.union_mask is not None else list(view.person_masks)
+            if not paths:
+                raise SequenceError(f"camera {cam}, frame {frame}: no foreground mask to refine the initialisation "
+                                    f"with (turn silhouette_fit off, or add masks)")
+            try:
+                mask = np.logical_or.reduce([read_mask(p) for p in paths])
+            except MaskReadError as err:
+                raise SequenceError(str(err)) from None
+            calib = seq.cameras[cam]
+            if mask.shape != (calib.height, calib.width):
+                raise SequenceError(f"{paths[0]}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                                    f"its image {calib.width}x{calib.height}")
+            per_frame.append(mask)
+            files.extend(paths)
+        masks.append(np.stack(per_frame))
+    return np.stack(masks), files
+
+
+def _cache_key(seq: RawSequence, cameras: Sequence[str], files: Sequence[Path], body: BodyModel,
+               config: SilhouetteFitConfig) -> str:
+    parts = [str(CACHE_VERSION), str(body.model_path), json.dumps(asdict(config), sort_keys=True),
+             json.dumps(list(cameras)), json.dumps([int(f) for f in seq.frames])]
+    for cam in cameras:
+        calib = seq.cameras[cam]
+        parts.append(np.concatenate([calib.K.ravel(), calib.dist, calib.R.ravel(), calib.T]).tobytes().hex())
+    for pid in sorted(seq.init):
+        s = seq.init[pid]
+        parts.append(b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes()
+                              for a in (s.betas, s.body_pose, s.global_orient, s.transl)).hex())
+    for path in files:
+        stat = Path(path).stat()
+        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def refine_init_with_silhouettes(seq: RawSequence, cameras: Sequence[str], body: BodyModel,
+                                 config: SilhouetteFitConfig, cache_dir: Path | None) -> dict[int, SmplSequence]:
+    """The sequence's initialisation fitted to the masks of ``cameras`` (cached)."""
+    masks, files = union_masks(seq, cameras)
+    key = _cache_key(seq, cameras, files, body, config)
+    cached = cache_dir / "silhouette_fit" / f"{key}.npz" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        people = read_smpl_npz(cached)
+        if sorted(people) == sorted(seq.init):
+            return people
+    LOG.info("refining the initial SMPL of %d people against the masks of %d cameras x %d frames",
+             len(seq.init), len(cameras), len(seq.frames))
+    people = fit_shape_to_silhouettes(body, [seq.cameras[c] for c in cameras], masks, seq.init, config,
+                                      progress=True)
+    if cached is not None:
+        write_smpl_npz(cached, people)
+    return people
