@@ -18,6 +18,7 @@ def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], ray
 
     config = avatarpose_trainer(lite=True)
     config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.dataparser.silhouette.iterations = 20  # the fit runs, briefly
     config.pipeline.datamanager.train_num_rays_per_batch = rays
     config.pipeline.schedule = tuple(schedule)
     config.pipeline.model.num_samples = num_samples

@@ -85,9 +85,13 @@ def test_without_pose_steps_the_exported_joints_are_the_initialisation(run, tmp_
     from avatarpose_ns.eval.loading import smpl_sequences_to_joints
     from avatarpose_ns.export.cli import ExportPoses
 
-    config_path, seq, _ = run
+    config_path, seq, trainer = run
     ExportPoses(load_config=config_path, output_dir=tmp_path).main()
-    init = smpl_sequences_to_joints(read_smpl_npz(seq / "smpl_init" / "smpl.npz"), body_model)
+    # the initialisation the model started from: smpl_init refined to the masks by the dataparser
+    metadata = trainer.pipeline.datamanager.train_dataparser_outputs.metadata
+    assert metadata["smpl_init_source"].endswith("refined to the masks")
+    start = {int(p): SmplSequence(**v) for p, v in metadata["smpl_init"].items()}
+    init = smpl_sequences_to_joints(start, body_model)
     exported = read_keypoints3d_folder(tmp_path / "keypoints3d")
     assert sorted(exported) == sorted(init)
     for frame, people in init.items():

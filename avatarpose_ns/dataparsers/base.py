@@ -73,7 +73,7 @@ class MultiViewDataParserConfig(DataParserConfig):
     default: the first of smpl_init/smpl.npz, smpl/, keypoints3d/ inside the sequence"""
     mask_dir: Optional[str] = None
     """mask root relative to data (default: the layout's own)"""
-    silhouette_fit: bool = False
+    silhouette_fit: bool = True
     """refine the initial SMPL (betas, per-frame pose and translation) so that the bodies fill the
     training cameras' foreground masks, before training (fitting/silhouette_fit.py; cached)"""
     silhouette: SilhouetteFitConfig = field(default_factory=SilhouetteFitConfig)

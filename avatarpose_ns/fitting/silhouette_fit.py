@@ -50,7 +50,7 @@ class SilhouetteFitConfig:
     robust_scale: float = 10.0
     """Geman-McClure scale in residual units: pixels farther than this stop pulling"""
     coverage_weight: float = 1.0
-    pose_weight: float = 1.0
+    pose_weight: float = 0.001
     """L2 on the per-frame body pose change (radians squared, summed over joints)"""
     shape_weight: float = 1e-3
     """L2 on the betas (a standard normal shape prior, as in the keypoint fits)"""
