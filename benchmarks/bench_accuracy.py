@@ -105,20 +105,16 @@ def score(pred: Path, sequence: Path) -> dict:
 def silhouette_fit(sequence: Path, out: Path) -> Path:
     """The initialisation refined to every camera's masks alone (`fitting.silhouette_fit`, default
     settings): the step the dataparser runs before training, without the avatars."""
-    import numpy as np
-
     from avatarpose_ns.body.body_model import BodyModel
-    from avatarpose_ns.dataparsers.masks import read_mask, union_mask_file
-    from avatarpose_ns.fitting.silhouette_fit import fit_shape_to_silhouettes
-    from avatarpose_ns.io.cameras import read_cameras
-    from avatarpose_ns.io.easymocap import read_smpl_npz, write_smpl_npz
+    from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParserConfig
+    from avatarpose_ns.dataparsers.silhouette_init import refine_init_with_silhouettes
+    from avatarpose_ns.io.easymocap import write_smpl_npz
 
-    cameras = read_cameras(sequence)
-    names = sorted(cameras)
-    init = read_smpl_npz(sequence / "smpl_init" / "smpl.npz")
-    frames = [int(f) for f in next(iter(init.values())).frames]
-    masks = np.stack([[read_mask(union_mask_file(sequence / "mask", name, f)) for f in frames] for name in names])
-    write_smpl_npz(out / "smpl.npz", fit_shape_to_silhouettes(BodyModel(), [cameras[n] for n in names], masks, init))
+    parser = EasyMocapDataParserConfig(data=sequence, silhouette_fit=False).setup()
+    body = BodyModel()
+    seq = parser.read_sequence(body, out / "cache")
+    write_smpl_npz(out / "smpl.npz", refine_init_with_silhouettes(seq, list(seq.cameras), body,
+                                                                  parser.config.silhouette, cache_dir=None))
     return out / "smpl.npz"
 
 

@@ -318,9 +318,9 @@ def test_silhouette_fit_refines_the_init_on_train_cameras_and_caches(seq, tmp_pa
     calls = []
     real_fit = silhouette_init.fit_shape_to_silhouettes
 
-    def recording_fit(body, cameras, masks, init, config, progress=False):
-        calls.append(([c.name for c in cameras], masks.shape))
-        return real_fit(body, cameras, masks, init, config)
+    def recording_fit(body, cameras, masks, init, config, progress=False, person_masks=None):
+        calls.append(([c.name for c in cameras], masks.shape, None if person_masks is None else person_masks.shape))
+        return real_fit(body, cameras, masks, init, config, person_masks=person_masks)
 
     monkeypatch.setattr(silhouette_init, "fit_shape_to_silhouettes", recording_fit)
     root, cache = copy_of(seq, tmp_path), tmp_path / "cache"
@@ -331,9 +331,10 @@ def test_silhouette_fit_refines_the_init_on_train_cameras_and_caches(seq, tmp_pa
     _, out = parse(root, **options)
     assert out.metadata["smpl_init_source"].endswith("refined to the masks")
     assert len(calls) == 1
-    cameras, mask_shape = calls[0]
+    cameras, mask_shape, person_mask_shape = calls[0]
     assert cameras == [c.name for c in seq.cameras[:-1]]  # the held-out view is never used
     assert mask_shape[:2] == (len(seq.cameras) - 1, len(seq.frames))
+    assert person_mask_shape == mask_shape[:2] + (2,) + mask_shape[2:]  # the fixture has per-person masks
     refined, original = out.metadata["smpl_init"][0], plain.metadata["smpl_init"][0]
     assert not np.allclose(refined["betas"], original["betas"])
     assert np.all(np.isfinite(refined["body_pose"]))

@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from avatarpose_ns.dataparsers.masks import read_mask, union_mask_file
+from avatarpose_ns.dataparsers.masks import frame_file, read_mask, union_mask_file
 from avatarpose_ns.eval.shape_error import shape_only_error
 from avatarpose_ns.fitting.silhouette_fit import (
+    ARM_JOINTS,
+    LEG_JOINTS,
     SilhouetteFitConfig,
     fit_shape_to_silhouettes,
     mask_distance_to_foreground,
     mask_outline,
+    nearest_cover_distance,
+    swap_limbs,
 )
 from avatarpose_ns.io.cameras import read_cameras
 from avatarpose_ns.io.easymocap import read_smpl_npz
@@ -73,3 +77,81 @@ def test_bad_inputs_are_refused(tiny_sequence, body_model):
     broken = {p: dataclasses.replace(s, transl=s.transl * np.nan) for p, s in gt.items()}
     with pytest.raises(ValueError, match="'transl' of the initialisation is not finite"):
         fit_shape_to_silhouettes(body_model, cameras, masks, broken)
+
+
+def test_nearest_cover_distance_matches_brute_force_and_pulls_only_the_nearest():
+    rng = np.random.default_rng(1)
+    outline = torch.tensor(rng.uniform(0, 50, (2, 6, 2)), dtype=torch.float64)
+    covering = torch.tensor(rng.uniform(0, 50, (2, 9, 2)), dtype=torch.float64, requires_grad=True)
+    distance = nearest_cover_distance(outline, covering)
+    pairwise = (outline[:, :, None] - covering[:, None].detach()).norm(dim=-1)  # (2, 6, 9)
+    torch.testing.assert_close(distance, pairwise.min(dim=-1).values)
+    distance.sum().backward()
+    pulled = covering.grad.abs().sum(-1) > 0  # (2, 9)
+    nearest = torch.zeros_like(pulled)
+    for batch in range(2):
+        nearest[batch, pairwise[batch].argmin(dim=-1)] = True
+    assert torch.equal(pulled, nearest)
+
+
+def test_swap_limbs_mirrors_the_legs_and_undoes_itself(body_model):
+    """Legs posed, everything else at rest: swapping the legs mirrors the body's joints (x -> -x)."""
+    from avatarpose_ns.body.skeleton import SMPL_JOINT_NAMES
+
+    rng = np.random.default_rng(2)
+    pose = torch.zeros(1, 69, dtype=body_model.dtype)
+    for left, right in LEG_JOINTS:
+        for joint in (left, right):
+            pose[0, 3 * (joint - 1):3 * joint] = torch.tensor(rng.normal(0, 0.4, 3), dtype=body_model.dtype)
+    swapped = swap_limbs(pose, LEG_JOINTS)
+    torch.testing.assert_close(swap_limbs(swapped, LEG_JOINTS), pose)
+    zeros = torch.zeros(1, 3, dtype=body_model.dtype)
+    betas = torch.zeros(1, 10, dtype=body_model.dtype)
+    joints = body_model.joints_only(betas, pose, zeros, zeros)[0, :24]
+    joints_swapped = body_model.joints_only(betas, swapped, zeros, zeros)[0, :24]
+    partner = [SMPL_JOINT_NAMES.index(n.replace("left_", "R").replace("right_", "left_").replace("R", "right_"))
+               for n in SMPL_JOINT_NAMES]
+    mirrored = joints[partner] * torch.tensor([-1.0, 1.0, 1.0], dtype=joints.dtype)
+    assert (joints_swapped - joints).abs().max() > 0.05  # the legs did move
+    torch.testing.assert_close(joints_swapped, mirrored, atol=2e-3, rtol=0)
+
+
+def test_each_person_outline_is_covered_by_that_person(tiny_sequence, body_model):
+    """Exact poses and per-person masks with the two people's labels exchanged: with the masks'
+    union nothing is wrong and nobody moves; with the labels each person is pulled to the other."""
+    cameras, masks, gt = _tiny_inputs(tiny_sequence)
+    names = sorted(read_cameras(tiny_sequence))
+    frames = [int(f) for f in next(iter(gt.values())).frames]
+    person = np.stack([[[read_mask(frame_file(tiny_sequence / "mask" / n / str(p), f)) for p in sorted(gt)]
+                        for f in frames] for n in names])
+    config = SilhouetteFitConfig(iterations=30, pose_weight=100.0, swap_iterations=0)
+
+    def moved(person_masks):
+        fitted = fit_shape_to_silhouettes(body_model, cameras, masks, gt, config, person_masks=person_masks)
+        return max(np.linalg.norm(fitted[p].transl - gt[p].transl, axis=-1).mean() for p in gt)
+
+    assert moved(None) < 0.02
+    assert moved(person[:, :, ::-1]) > 0.1
+    with pytest.raises(ValueError, match="person masks must be"):
+        fit_shape_to_silhouettes(body_model, cameras, masks, gt, config, person_masks=person[:, :, :1])
+
+
+def test_a_swapped_arm_is_swapped_back(tiny_sequence, body_model):
+    """Exact poses but one person's arms exchanged in one frame (as after a detector's left/right
+    swap).  A strong pose prior keeps the main fit from moving the arms; the swap stage's
+    hypothesis is then the exact pose, and the masks must prefer it."""
+    cameras, masks, gt = _tiny_inputs(tiny_sequence)
+    wrong = {p: dataclasses.replace(s, body_pose=s.body_pose.copy()) for p, s in gt.items()}
+    wrong[0].body_pose[1] = swap_limbs(torch.tensor(gt[0].body_pose[1:2]), ARM_JOINTS)[0].numpy()
+    arm_slots = [3 * (j - 1) + c for pair in ARM_JOINTS for j in pair for c in range(3)]
+
+    def arm_error(person_pose):
+        return np.abs(person_pose[1, arm_slots] - gt[0].body_pose[1, arm_slots]).max()
+
+    def fitted_arm_error(swap_iterations):
+        config = SilhouetteFitConfig(iterations=20, lr=0.003, pose_weight=100.0, swap_iterations=swap_iterations)
+        return arm_error(fit_shape_to_silhouettes(body_model, cameras, masks, wrong, config)[0].body_pose)
+
+    assert arm_error(wrong[0].body_pose) > 0.3
+    assert fitted_arm_error(swap_iterations=0) > 0.3
+    assert fitted_arm_error(swap_iterations=10) < 0.05

@@ -22,7 +22,7 @@ from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
 from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_smpl_npz
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def union_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray, list[Path]]:
@@ -50,6 +50,29 @@ def union_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray, l
     return np.stack(masks), files
 
 
+def person_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray | None, list[Path]]:
+    """(C, F, P, H, W) bool visible part of each person (people in `seq.person_ids` order) and the
+    files read, or (None, []) when some view lacks per-person masks."""
+    people = len(seq.person_ids)
+    if any(len(seq.views[(cam, frame)].person_masks) != people for cam in cameras for frame in seq.frames):
+        return None, []
+    masks, files = [], []
+    for cam in cameras:
+        per_frame = []
+        for frame in seq.frames:
+            paths = seq.views[(cam, frame)].person_masks
+            try:
+                per_frame.append(np.stack([read_mask(p) for p in paths]))
+            except MaskReadError as err:
+                raise SequenceError(str(err)) from None
+            if per_frame[-1].shape[1:] != (seq.cameras[cam].height, seq.cameras[cam].width):
+                raise SequenceError(f"{paths[0]}: mask is {per_frame[-1].shape[2]}x{per_frame[-1].shape[1]}, "
+                                    f"its image {seq.cameras[cam].width}x{seq.cameras[cam].height}")
+            files.extend(paths)
+        masks.append(np.stack(per_frame))
+    return np.stack(masks), files
+
+
 def _cache_key(seq: RawSequence, cameras: Sequence[str], files: Sequence[Path], body: BodyModel,
                config: SilhouetteFitConfig) -> str:
     parts = [str(CACHE_VERSION), str(body.model_path), json.dumps(asdict(config), sort_keys=True),
@@ -71,16 +94,18 @@ def refine_init_with_silhouettes(seq: RawSequence, cameras: Sequence[str], body:
                                  config: SilhouetteFitConfig, cache_dir: Path | None) -> dict[int, SmplSequence]:
     """The sequence's initialisation fitted to the masks of ``cameras`` (cached)."""
     masks, files = union_masks(seq, cameras)
-    key = _cache_key(seq, cameras, files, body, config)
+    people_masks, people_files = person_masks(seq, cameras) if config.use_person_masks else (None, [])
+    key = _cache_key(seq, cameras, files + people_files, body, config)
     cached = cache_dir / "silhouette_fit" / f"{key}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
         people = read_smpl_npz(cached)
         if sorted(people) == sorted(seq.init):
             return people
-    LOG.info("refining the initial SMPL of %d people against the masks of %d cameras x %d frames",
-             len(seq.init), len(cameras), len(seq.frames))
+    LOG.info("refining the initial SMPL of %d people against the %s masks of %d cameras x %d frames",
+             len(seq.init), "union and per-person" if people_masks is not None else "union", len(cameras),
+             len(seq.frames))
     people = fit_shape_to_silhouettes(body, [seq.cameras[c] for c in cameras], masks, seq.init, config,
-                                      progress=True)
+                                      progress=True, person_masks=people_masks)
     if cached is not None:
         write_smpl_npz(cached, people)
     return people

@@ -15,6 +15,16 @@ with Geman-McClure robust residuals in units of a fraction of the image diagonal
 prior holding the pose near the initialisation and a weak shape prior.  Occlusion between
 people needs no special care: a hidden vertex still projects inside the union mask.
 
+Where per-person masks exist, each person's outline must be covered by that person's own
+vertices: where two people touch, one person's arm can no longer stand in for the other's.
+An occlusion boundary in a person's mask is still covered by that person, whose body goes on
+behind the occluder.
+
+A keypoint detector that swaps a limb's left and right for a few frames leaves the
+initialisation in a basin the masks cannot pull it out of (the legs cross).  After the fit,
+each leg and arm is tried swapped (mirrored rotations), refined briefly, and kept per person
+and frame where the masks prefer it.
+
 Pure torch + OpenCV (distance transforms, outlines); the projection is the same OpenCV
 camera model as the 2D keypoint fit (`smpl_fit_2d.project_points_torch`).
 """
@@ -54,6 +64,12 @@ class SilhouetteFitConfig:
     """L2 on the per-frame body pose change (radians squared, summed over joints)"""
     shape_weight: float = 1e-3
     """L2 on the betas (a standard normal shape prior, as in the keypoint fits)"""
+    use_person_masks: bool = True
+    """cover each person's outline with that person's own vertices, where per-person masks are given"""
+    swap_iterations: int = 100
+    """steps refining left/right-swapped legs and arms before keeping the ones the masks prefer (0: off)"""
+    swap_margin: float = 0.002
+    """a swap must lower its frame's mask loss by this much (the loss is a mean robust residual, 0 to 1)"""
     seed: int = 0
 
 
@@ -70,6 +86,18 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
                        borderType=cv2.BORDER_REPLICATE).astype(bool)
     v, u = np.nonzero(mask & ~eroded)
     return np.stack([u, v], axis=-1).astype(np.float64)
+
+
+def nearest_cover_distance(outline: torch.Tensor, covering: torch.Tensor) -> torch.Tensor:
+    """Distance from each outline point to its nearest covering point.  (..., K, 2), (..., V, 2) -> (..., K)
+
+    Which point is nearest is chosen without gradient; the distance to it carries the gradient,
+    so only the nearest covering point of each outline point is pulled.
+    """
+    with torch.no_grad():
+        nearest_index = torch.cdist(outline, covering).argmin(dim=-1)  # (..., K)
+    nearest = torch.gather(covering, -2, nearest_index[..., None].expand(*nearest_index.shape, 2))
+    return (nearest - outline).pow(2).sum(-1).clamp(min=1e-12).sqrt()
 
 
 def _check(cameras: Sequence[CameraCalib], masks: np.ndarray, init: Mapping[int, SmplSequence]) -> None:
@@ -92,100 +120,204 @@ def fit_shape_to_silhouettes(
     init: Mapping[int, SmplSequence],
     config: SilhouetteFitConfig | None = None,
     progress: bool = False,
+    person_masks: np.ndarray | None = None,
 ) -> dict[int, SmplSequence]:
     """Fit everyone's betas and per-frame pose to union foreground masks.
 
     cameras: C calibrations; masks: (C, F, H, W) bool union masks of the same (distorted)
     images, in camera order; init: person id -> SmplSequence over the same F frames.
+    person_masks: optional (C, F, P, H, W) bool visible part of each person, people in the
+    order of sorted(init).  With them, each person's outline must be covered by that
+    person's own vertices, which keeps one person's limb from standing in for another's
+    where they touch; without them, any person's vertex covers any outline point.
     Returns person id -> refined SmplSequence (frame ids kept).  progress: show a rich
     progress bar (a few hundred steps take one to three minutes on two CPU cores).
     """
     config = config or SilhouetteFitConfig()
     masks = np.asarray(masks, dtype=bool)
     _check(cameras, masks, init)
-    num_cameras, num_frames, height, width = masks.shape
-    dtype, device = body_model.dtype, body_model.joint_template.device
+    if person_masks is not None and not config.use_person_masks:
+        person_masks = None
+    if person_masks is not None:
+        person_masks = np.asarray(person_masks, dtype=bool)
+        if person_masks.shape != masks.shape[:2] + (len(init),) + masks.shape[2:]:
+            raise ValueError(f"person masks must be (C, F, P={len(init)}, H, W) like the union masks "
+                             f"{masks.shape}, got {person_masks.shape}")
+    evidence = _MaskEvidence(cameras, masks, person_masks, config, body_model)
     people = sorted(init)
-    rig = TorchCameras.from_calibs(cameras, dtype=dtype, device=device)
-    sigma = torch.tensor(config.pixel_sigma_diagonal * image_diagonals(cameras), dtype=dtype, device=device)
+    as_tensor = lambda a: torch.tensor(np.asarray(a), dtype=evidence.dtype, device=evidence.device)  # noqa: E731
+    params = {name: torch.stack([as_tensor(getattr(init[p], name)).reshape(evidence.num_frames if name != "betas"
+                                                                           else 1, -1) for p in people])
+              for name in PARAMETERS}
+    params = _optimise(body_model, evidence, params, config, config.iterations, fit_betas=True,
+                       description="silhouette fit" if progress else None)
+    if config.swap_iterations > 0:
+        params = _try_limb_swaps(body_model, evidence, params, config,
+                                 description="left/right limb swaps" if progress else None)
 
-    # per view and frame: the distance field (for "inside") and a sample of the outline (for "coverage")
-    distance = torch.tensor(np.stack([[mask_distance_to_foreground(m) for m in view] for view in masks]),
-                            dtype=dtype, device=device).reshape(num_cameras * num_frames, 1, height, width)
-    rng = np.random.default_rng(config.seed)
-    outline = np.zeros((num_cameras, num_frames, config.outline_points, 2))
-    outline_valid = np.zeros((num_cameras, num_frames, config.outline_points), dtype=bool)
-    for c in range(num_cameras):
-        for f in range(num_frames):
-            points = mask_outline(masks[c, f])
-            if len(points) > config.outline_points:
-                points = points[rng.choice(len(points), config.outline_points, replace=False)]
-            outline[c, f, :len(points)] = points
-            outline_valid[c, f, :len(points)] = True
-    outline_t = torch.tensor(outline, dtype=dtype, device=device)
-    outline_valid_t = torch.tensor(outline_valid, device=device)
-
-    as_tensor = lambda a: torch.tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
-    start = {name: torch.stack([as_tensor(getattr(init[p], name)).reshape(num_frames if name != "betas" else 1, -1)
-                                for p in people]) for name in ("betas", "body_pose", "global_orient", "transl")}
-    delta = {name: torch.zeros_like(value, requires_grad=True) for name, value in start.items()}
-    optimizer = torch.optim.Adam(delta.values(), lr=config.lr)
-    vertex_ids = torch.arange(0, body_model.num_vertices, config.vertex_stride, device=device)
-    num_people = len(people)
-
-    def posed_vertices() -> torch.Tensor:
-        """(P, F, Vs, 3) sampled vertices of everyone in every frame."""
-        params = {name: (start[name] + delta[name]) for name in start}
-        betas = params["betas"].expand(-1, num_frames, -1)
-        out = body_model(betas=betas.reshape(num_people * num_frames, -1),
-                         body_pose=params["body_pose"].reshape(num_people * num_frames, -1),
-                         global_orient=params["global_orient"].reshape(num_people * num_frames, 3),
-                         transl=params["transl"].reshape(num_people * num_frames, 3))
-        return out.vertices[:, vertex_ids].reshape(num_people, num_frames, -1, 3)
-
-    def loss_terms() -> dict[str, torch.Tensor]:
-        vertices = posed_vertices()
-        uv, depth = project_points_torch(vertices, rig)  # (C, P, F, Vs, 2), (C, P, F, Vs, 1)
-        uv = uv.permute(0, 2, 1, 3, 4).reshape(num_cameras, num_frames, -1, 2)  # (C, F, P*Vs, 2)
-        in_front = (depth[..., 0] > MIN_DEPTH_M).permute(0, 2, 1, 3).reshape(num_cameras, num_frames, -1)
-        scale = sigma[:, None, None]
-        # inside: the distance field at each projected vertex (bilinear; outside the image: its border)
-        grid = torch.stack([uv[..., 0] / (width - 1), uv[..., 1] / (height - 1)], dim=-1) * 2.0 - 1.0
-        sampled = torch.nn.functional.grid_sample(distance, grid.reshape(num_cameras * num_frames, 1, -1, 2),
-                                                  mode="bilinear", padding_mode="border", align_corners=True)
-        sampled = sampled.reshape(num_cameras, num_frames, -1)
-        inside = _geman_mcclure((sampled / scale) ** 2, config.robust_scale)
-        inside = (inside * in_front).sum() / in_front.sum().clamp(min=1)
-        # coverage: each outline point to its nearest projected vertex
-        with torch.no_grad():  # which vertex is nearest needs no gradient; the distance to it does
-            nearest_index = torch.cdist(outline_t, uv).argmin(dim=-1)  # (C, F, K)
-        nearest_uv = torch.gather(uv, 2, nearest_index[..., None].expand(-1, -1, -1, 2))
-        nearest = (nearest_uv - outline_t).pow(2).sum(-1).clamp(min=1e-12).sqrt()  # (C, F, K)
-        coverage = _geman_mcclure((nearest / scale) ** 2, config.robust_scale)
-        coverage = (coverage * outline_valid_t).sum() / outline_valid_t.sum().clamp(min=1)
-        pose = delta["body_pose"].pow(2).sum(-1).mean()
-        shape = (start["betas"] + delta["betas"]).pow(2).sum(-1).mean()
-        return {"inside": inside, "coverage": config.coverage_weight * coverage,
-                "pose": config.pose_weight * pose, "shape": config.shape_weight * shape}
-
-    def step() -> None:
-        loss = sum(loss_terms().values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    if progress:
-        from rich.progress import track
-
-        for _ in track(range(config.iterations), description="silhouette fit"):
-            step()
-    else:
-        for _ in range(config.iterations):
-            step()
-
-    with torch.no_grad():
-        final = {name: (start[name] + delta[name]).cpu().double().numpy() for name in start}
+    final = {name: value.cpu().double().numpy() for name, value in params.items()}
     return {p: SmplSequence(betas=final["betas"][i, 0], body_pose=final["body_pose"][i],
                             global_orient=final["global_orient"][i], transl=final["transl"][i],
                             frames=init[p].frames.copy())
             for i, p in enumerate(people)}
+
+
+PARAMETERS = ("betas", "body_pose", "global_orient", "transl")
+
+
+class _MaskEvidence:
+    """What the masks say, per camera and frame: the distance field to the foreground (for
+    "inside") and a sample of the outline of each person or of everyone (for "coverage")."""
+
+    def __init__(self, cameras: Sequence[CameraCalib], masks: np.ndarray, person_masks: np.ndarray | None,
+                 config: SilhouetteFitConfig, body_model: BodyModel) -> None:
+        self.num_cameras, self.num_frames, self.height, self.width = masks.shape
+        self.dtype, self.device = body_model.dtype, body_model.joint_template.device
+        self.config = config
+        self.per_person = person_masks is not None
+        self.rig = TorchCameras.from_calibs(cameras, dtype=self.dtype, device=self.device)
+        self.sigma = torch.tensor(config.pixel_sigma_diagonal * image_diagonals(cameras), dtype=self.dtype,
+                                  device=self.device)  # (C,) residual unit in pixels
+        self.distance = torch.tensor(np.stack([[mask_distance_to_foreground(m) for m in view] for view in masks]),
+                                     dtype=self.dtype, device=self.device)  # (C, F, H, W)
+        outline_masks = person_masks if person_masks is not None else masks[:, :, None]  # (C, F, G, H, W)
+        groups = outline_masks.shape[2]
+        rng = np.random.default_rng(config.seed)
+        outline = np.zeros((self.num_cameras, self.num_frames, groups, config.outline_points, 2))
+        valid = np.zeros((self.num_cameras, self.num_frames, groups, config.outline_points), dtype=bool)
+        for c in range(self.num_cameras):
+            for f in range(self.num_frames):
+                for g in range(groups):
+                    points = mask_outline(outline_masks[c, f, g])
+                    if len(points) > config.outline_points:
+                        points = points[rng.choice(len(points), config.outline_points, replace=False)]
+                    outline[c, f, g, :len(points)] = points
+                    valid[c, f, g, :len(points)] = True
+        self.outline = torch.tensor(outline, dtype=self.dtype, device=self.device)  # (C, F, G, K, 2)
+        self.outline_valid = torch.tensor(valid, device=self.device)  # (C, F, G, K)
+
+    def frame_losses(self, vertices: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Mask loss (inside + coverage) of each frame.  vertices (P, N, Vs, 3) posed in the frames
+        `frames` (N,) (indices into the evidence, repeats allowed) -> (N,)"""
+        config = self.config
+        num_cameras, num = self.num_cameras, len(frames)
+        uv_people, depth = project_points_torch(vertices, self.rig)  # (C, P, N, Vs, 2), (C, P, N, Vs, 1)
+        uv_people = uv_people.permute(0, 2, 1, 3, 4)  # (C, N, P, Vs, 2)
+        uv = uv_people.reshape(num_cameras, num, -1, 2)  # (C, N, P*Vs, 2)
+        in_front = (depth[..., 0] > MIN_DEPTH_M).permute(0, 2, 1, 3).reshape(num_cameras, num, -1)
+        scale = self.sigma[:, None, None]
+        # inside: the distance field at each projected vertex (bilinear; outside the image: its border)
+        grid = torch.stack([uv[..., 0] / (self.width - 1), uv[..., 1] / (self.height - 1)], dim=-1) * 2.0 - 1.0
+        distance = self.distance[:, frames].reshape(num_cameras * num, 1, self.height, self.width)
+        sampled = torch.nn.functional.grid_sample(distance, grid.reshape(num_cameras * num, 1, -1, 2),
+                                                  mode="bilinear", padding_mode="border", align_corners=True)
+        inside = _geman_mcclure((sampled.reshape(num_cameras, num, -1) / scale) ** 2, config.robust_scale)
+        inside = (inside * in_front).sum(dim=(0, 2)) / in_front.sum(dim=(0, 2)).clamp(min=1)
+        # coverage: each outline point to its nearest projected vertex (of its own person, or of anyone)
+        covering = uv_people if self.per_person else uv[:, :, None]  # (C, N, G, V', 2)
+        outline, valid = self.outline[:, frames], self.outline_valid[:, frames]
+        nearest = nearest_cover_distance(outline, covering)  # (C, N, G, K)
+        coverage = _geman_mcclure((nearest / scale[..., None]) ** 2, config.robust_scale) * valid
+        coverage = coverage.sum(dim=(0, 2, 3)) / valid.sum(dim=(0, 2, 3)).clamp(min=1)
+        return inside + config.coverage_weight * coverage
+
+
+def _pose(body_model: BodyModel, params: dict[str, torch.Tensor], vertex_stride: int) -> torch.Tensor:
+    """(P, F, Vs, 3) every vertex_stride-th vertex of everyone in every frame."""
+    num_people, num_frames = params["body_pose"].shape[:2]
+    rows = num_people * num_frames
+    out = body_model(betas=params["betas"].expand(-1, num_frames, -1).reshape(rows, -1),
+                     body_pose=params["body_pose"].reshape(rows, -1),
+                     global_orient=params["global_orient"].reshape(rows, 3),
+                     transl=params["transl"].reshape(rows, 3))
+    vertex_ids = torch.arange(0, body_model.num_vertices, vertex_stride, device=out.vertices.device)
+    return out.vertices[:, vertex_ids].reshape(num_people, num_frames, -1, 3)
+
+
+def _optimise(body_model: BodyModel, evidence: _MaskEvidence, start: dict[str, torch.Tensor],
+              config: SilhouetteFitConfig, iterations: int, fit_betas: bool, frames: torch.Tensor | None = None,
+              description: str | None = None) -> dict[str, torch.Tensor]:
+    """Adam on the change from `start` (P, F', ...) whose frame k shows evidence frame frames[k]
+    (default: all frames in order).  The pose prior holds the body pose near `start`."""
+    frames = torch.arange(evidence.num_frames, device=evidence.device) if frames is None else frames
+    free = [name for name in PARAMETERS if fit_betas or name != "betas"]
+    delta = {name: torch.zeros_like(start[name], requires_grad=name in free) for name in PARAMETERS}
+    optimizer = torch.optim.Adam([delta[name] for name in free], lr=config.lr)
+    # frames with the same evidence (hypotheses of one frame) are separate problems: sum over them
+    copies = torch.bincount(frames, minlength=evidence.num_frames)[frames].to(evidence.dtype)
+
+    def step() -> None:
+        params = {name: start[name] + delta[name] for name in PARAMETERS}
+        vertices = _pose(body_model, params, config.vertex_stride)
+        loss = (evidence.frame_losses(vertices, frames) / copies).sum() / evidence.num_frames
+        loss = loss + config.pose_weight * delta["body_pose"].pow(2).sum(-1).mean()
+        if fit_betas:
+            loss = loss + config.shape_weight * params["betas"].pow(2).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    steps = range(iterations)
+    if description is not None:
+        from rich.progress import track
+
+        steps = track(steps, description=description)
+    for _ in steps:
+        step()
+    return {name: (start[name] + delta[name]).detach() for name in PARAMETERS}
+
+
+def swap_limbs(body_pose: torch.Tensor, limb: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Give each left joint of a limb the mirrored rotation of its right partner and vice versa.
+
+    body_pose (..., 69) axis-angle of SMPL joints 1..23; limb: (left joint, right joint) pairs.
+    Mirroring across the body's sagittal plane (SMPL x is the body's left) maps an axis-angle
+    (x, y, z) to (x, -y, -z): flexion is kept, twist and abduction change side.
+    """
+    swapped = body_pose.clone()
+    mirror = torch.tensor([1.0, -1.0, -1.0], dtype=body_pose.dtype, device=body_pose.device)
+    for left, right in limb:
+        a, b = slice(3 * (left - 1), 3 * left), slice(3 * (right - 1), 3 * right)
+        swapped[..., a], swapped[..., b] = body_pose[..., b] * mirror, body_pose[..., a] * mirror
+    return swapped
+
+
+# (left, right) SMPL joint pairs that turn together when a keypoint detector swaps a limb's sides
+LEG_JOINTS = ((1, 2), (4, 5), (7, 8), (10, 11))  # hips, knees, ankles, feet
+ARM_JOINTS = ((13, 14), (16, 17), (18, 19), (20, 21), (22, 23))  # collars, shoulders, elbows, wrists, hands
+
+
+def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
+                    config: SilhouetteFitConfig, description: str | None) -> dict[str, torch.Tensor]:
+    """Keep, per person and frame, a left/right-swapped leg or arm where the masks prefer it.
+
+    A keypoint detector that swaps a limb's sides for a few frames leaves the initialisation in a
+    basin the masks cannot pull it out of (the legs then cross).  Each swap is refined for
+    `swap_iterations` steps from the fitted pose (betas fixed) and kept for a person and frame when
+    its mask loss, with everyone else as fitted, is lower than the fitted pose's by `swap_margin`.
+    """
+    num_people, num_frames = params["body_pose"].shape[:2]
+    limbs = (LEG_JOINTS, ARM_JOINTS)
+    frames = torch.arange(num_frames, device=evidence.device).repeat(len(limbs))
+    candidates = {name: params[name] if name == "betas" else params[name].repeat(1, len(limbs), 1)
+                  for name in PARAMETERS}
+    candidates["body_pose"] = torch.cat([swap_limbs(params["body_pose"], limb) for limb in limbs], dim=1)
+    candidates = _optimise(body_model, evidence, candidates, config, config.swap_iterations, fit_betas=False,
+                           frames=frames, description=description)
+    with torch.no_grad():
+        fitted_vertices = _pose(body_model, params, config.vertex_stride)  # (P, F, Vs, 3)
+        candidate_vertices = _pose(body_model, candidates, config.vertex_stride)  # (P, L*F, Vs, 3)
+        fitted_loss = evidence.frame_losses(fitted_vertices, frames[:num_frames])  # (F,)
+        best = {name: value.clone() for name, value in params.items()}
+        best_loss = fitted_loss[None].repeat(num_people, 1)  # (P, F)
+        for k in range(len(limbs)):
+            span = slice(k * num_frames, (k + 1) * num_frames)
+            for person in range(num_people):
+                mixed = fitted_vertices.clone()
+                mixed[person] = candidate_vertices[person, span]
+                loss = evidence.frame_losses(mixed, frames[:num_frames])
+                better = loss < best_loss[person] - config.swap_margin
+                for name in ("body_pose", "global_orient", "transl"):
+                    best[name][person, better] = candidates[name][person, span][better]
+                best_loss[person, better] = loss[better]
+    return best
