@@ -20,9 +20,22 @@ from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
 from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
+from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_smpl_npz
 
 CACHE_VERSION = 2
+
+
+def _read_masks(paths: Sequence[Path], calib: CameraCalib) -> np.ndarray:
+    """(N, H, W) bool masks of one view, each checked against its image size."""
+    try:
+        masks = np.stack([read_mask(p) for p in paths])
+    except MaskReadError as err:
+        raise SequenceError(str(err)) from None
+    if masks.shape[1:] != (calib.height, calib.width):
+        raise SequenceError(f"{paths[0]}: mask is {masks.shape[2]}x{masks.shape[1]}, "
+                            f"its image {calib.width}x{calib.height}")
+    return masks
 
 
 def union_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray, list[Path]]:
@@ -36,15 +49,7 @@ def union_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray, l
             if not paths:
                 raise SequenceError(f"camera {cam}, frame {frame}: no foreground mask to refine the initialisation "
                                     f"with (turn silhouette_fit off, or add masks)")
-            try:
-                mask = np.logical_or.reduce([read_mask(p) for p in paths])
-            except MaskReadError as err:
-                raise SequenceError(str(err)) from None
-            calib = seq.cameras[cam]
-            if mask.shape != (calib.height, calib.width):
-                raise SequenceError(f"{paths[0]}: mask is {mask.shape[1]}x{mask.shape[0]}, "
-                                    f"its image {calib.width}x{calib.height}")
-            per_frame.append(mask)
+            per_frame.append(_read_masks(paths, seq.cameras[cam]).any(axis=0))
             files.extend(paths)
         masks.append(np.stack(per_frame))
     return np.stack(masks), files
@@ -56,21 +61,10 @@ def person_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray |
     people = len(seq.person_ids)
     if any(len(seq.views[(cam, frame)].person_masks) != people for cam in cameras for frame in seq.frames):
         return None, []
-    masks, files = [], []
-    for cam in cameras:
-        per_frame = []
-        for frame in seq.frames:
-            paths = seq.views[(cam, frame)].person_masks
-            try:
-                per_frame.append(np.stack([read_mask(p) for p in paths]))
-            except MaskReadError as err:
-                raise SequenceError(str(err)) from None
-            if per_frame[-1].shape[1:] != (seq.cameras[cam].height, seq.cameras[cam].width):
-                raise SequenceError(f"{paths[0]}: mask is {per_frame[-1].shape[2]}x{per_frame[-1].shape[1]}, "
-                                    f"its image {seq.cameras[cam].width}x{seq.cameras[cam].height}")
-            files.extend(paths)
-        masks.append(np.stack(per_frame))
-    return np.stack(masks), files
+    files = [path for cam in cameras for frame in seq.frames for path in seq.views[(cam, frame)].person_masks]
+    masks = np.stack([np.stack([_read_masks(seq.views[(cam, frame)].person_masks, seq.cameras[cam])
+                                for frame in seq.frames]) for cam in cameras])
+    return masks, files
 
 
 def _cache_key(seq: RawSequence, cameras: Sequence[str], files: Sequence[Path], body: BodyModel,
