@@ -298,7 +298,8 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
     """
     num_people, num_frames = params["body_pose"].shape[:2]
     limbs = (LEG_JOINTS, ARM_JOINTS)
-    frames = torch.arange(num_frames, device=evidence.device).repeat(len(limbs))
+    each_frame = torch.arange(num_frames, device=evidence.device)
+    frames = each_frame.repeat(len(limbs))  # one hypothesis per limb for every frame
     candidates = {name: params[name] if name == "betas" else params[name].repeat(1, len(limbs), 1)
                   for name in PARAMETERS}
     candidates["body_pose"] = torch.cat([swap_limbs(params["body_pose"], limb) for limb in limbs], dim=1)
@@ -307,7 +308,7 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
     with torch.no_grad():
         fitted_vertices = _pose(body_model, params, config.vertex_stride)  # (P, F, Vs, 3)
         candidate_vertices = _pose(body_model, candidates, config.vertex_stride)  # (P, L*F, Vs, 3)
-        fitted_loss = evidence.frame_losses(fitted_vertices, frames[:num_frames])  # (F,)
+        fitted_loss = evidence.frame_losses(fitted_vertices, each_frame)  # (F,)
         best = {name: value.clone() for name, value in params.items()}
         best_loss = fitted_loss[None].repeat(num_people, 1)  # (P, F)
         for k in range(len(limbs)):
@@ -315,7 +316,7 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
             for person in range(num_people):
                 mixed = fitted_vertices.clone()
                 mixed[person] = candidate_vertices[person, span]
-                loss = evidence.frame_losses(mixed, frames[:num_frames])
+                loss = evidence.frame_losses(mixed, each_frame)
                 better = loss < best_loss[person] - config.swap_margin
                 for name in ("body_pose", "global_orient", "transl"):
                     best[name][person, better] = candidates[name][person, span][better]
