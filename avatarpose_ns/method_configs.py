@@ -24,6 +24,11 @@ from avatarpose_ns.pipelines.alternating_pipeline import RELEASED_SCHEDULE, Alte
 # per step its updates are noisier. The per-frame translation and orientation keep the released
 # 1e-5: each frame's deltas get a gradient only on that frame's steps, and at 1e-3 they drifted
 # (benchmarks/RESULTS.md: dance-3people 63.2 -> 72.1 mm at 1e-3, 62.7 at 1e-5).
+#
+# The lite edge band is 3 px, not the 16 px that 48 px at 640 would scale to: with 10-30 % of 2048
+# rays per step spread over a 16 px band, the ring right outside the silhouette was hardly ever
+# sampled and the avatars stayed about a pixel too wide (held-out view, ground-truth poses:
+# 24.3 dB with 16 px, 25.0 dB with 3 px; benchmarks/RESULTS.md).
 LITE_SCHEDULE = ("avatar:300", "pose:250", "avatar:100", "pose:250", "avatar:100", "pose_body:200")
 
 
@@ -67,7 +72,7 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
                 train_num_rays_per_batch=2048 if lite else 16384,
                 eval_num_rays_per_batch=2048 if lite else 8192,
                 pixel_sampler=FramePixelSamplerConfig(inside_fraction=0.7, edge_fraction=0.2,
-                                                      edge_band_px=16 if lite else 48),
+                                                      edge_band_px=3 if lite else 48),
             ),
             model=AvatarPoseModelConfig(
                 canonical_field=CanonicalFieldConfig.small() if lite else CanonicalFieldConfig(),
