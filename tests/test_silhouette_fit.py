@@ -12,9 +12,12 @@ from avatarpose_ns.fitting.silhouette_fit import (
     ARM_JOINTS,
     LEG_JOINTS,
     SilhouetteFitConfig,
+    exchange_limb_positions,
     fit_shape_to_silhouettes,
+    keep_swap,
     mask_distance_to_foreground,
     mask_outline,
+    motion_from_neighbours,
     nearest_cover_distance,
     swap_limbs,
 )
@@ -94,6 +97,34 @@ def test_nearest_cover_distance_matches_brute_force_and_pulls_only_the_nearest()
     assert torch.equal(pulled, nearest)
 
 
+def test_motion_from_neighbours_matches_a_loop():
+    generator = torch.Generator().manual_seed(0)
+    vertices = torch.randn(2, 5, 7, 3, generator=generator, dtype=torch.float64)
+    neighbours = torch.randn(2, 5, 7, 3, generator=generator, dtype=torch.float64)
+    expected = torch.zeros(2, 5, dtype=torch.float64)
+    for p in range(2):
+        for t in range(5):
+            near = [neighbours[p, u] for u in (t - 1, t + 1) if 0 <= u < 5]
+            target = sum(near) / len(near)
+            expected[p, t] = torch.stack([(vertices[p, t, v] - target[v]).norm() for v in range(7)]).mean()
+    assert torch.allclose(motion_from_neighbours(vertices, neighbours), expected)
+    assert torch.equal(motion_from_neighbours(vertices[:, :1], neighbours[:, :1]), torch.zeros(2, 1, dtype=torch.float64))
+
+
+def test_keep_swap_lets_the_masks_decide_and_the_neighbours_break_ties():
+    fitted_loss = torch.tensor([0.10, 0.10, 0.10, 0.10, 0.10])
+    loss = torch.tensor([0.09, 0.101, 0.101, 0.104, 0.101])  # clear gain, three ties, one loss
+    motion = torch.tensor([0.30, 0.05, 0.095, 0.05, 0.05])
+    fitted_motion = torch.full((5,), 0.10)
+    swapped = torch.tensor([False, False, False, False, True])
+    kept = keep_swap(loss, fitted_loss, fitted_loss, motion, fitted_motion, swapped, margin=0.002, motion_margin=0.01)
+    # 0: the masks prefer it (however far it moves); 1: a tie, 5 cm nearer the neighbours; 2: a tie,
+    # only 5 mm nearer; 3: the masks prefer the fitted pose; 4: a tie, but another swap was taken
+    assert kept.tolist() == [True, True, False, False, False]
+    kept = keep_swap(loss, fitted_loss, fitted_loss, motion, fitted_motion, swapped, margin=0.002, motion_margin=0.0)
+    assert kept.tolist() == [True, False, False, False, False]
+
+
 def test_swap_limbs_mirrors_the_legs_and_undoes_itself(body_model):
     """Legs posed, everything else at rest: swapping the legs mirrors the body's joints (x -> -x)."""
     from avatarpose_ns.body.skeleton import SMPL_JOINT_NAMES
@@ -114,6 +145,33 @@ def test_swap_limbs_mirrors_the_legs_and_undoes_itself(body_model):
     mirrored = joints[partner] * torch.tensor([-1.0, 1.0, 1.0], dtype=joints.dtype)
     assert (joints_swapped - joints).abs().max() > 0.05  # the legs did move
     torch.testing.assert_close(joints_swapped, mirrored, atol=2e-3, rtol=0)
+
+
+def test_exchanging_crossed_legs_puts_each_leg_where_the_other_was(body_model):
+    """Legs crossed (each thigh swung across the body): mirroring keeps them crossed, the exchange
+    moves each knee, ankle and foot onto its partner's place and leaves the rest alone."""
+    pose = torch.zeros(1, 1, 69, dtype=body_model.dtype)
+    pose[0, 0, 2] = -0.5  # left hip turned towards the right
+    pose[0, 0, 5] = 0.4  # right hip towards the left
+    pose[0, 0, 3 * 3 + 0] = 0.3  # a bent left knee, so the legs differ
+    params = {"betas": torch.zeros(1, 1, 10, dtype=body_model.dtype), "body_pose": pose,
+              "global_orient": torch.zeros(1, 1, 3, dtype=body_model.dtype),
+              "transl": torch.zeros(1, 1, 3, dtype=body_model.dtype)}
+    zeros = torch.zeros(1, 3, dtype=body_model.dtype)
+    betas = torch.zeros(1, 10, dtype=body_model.dtype)
+    before = body_model.joints_only(betas, pose[0], zeros, zeros)[0, :24]
+    exchanged = exchange_limb_positions(body_model, params, LEG_JOINTS, steps=200)
+    after = body_model.joints_only(betas, exchanged[0], zeros, zeros)[0, :24]
+    for left, right in LEG_JOINTS[1:]:
+        # the two were 14 to 51 cm apart; a knee cannot reach its partner's place exactly, since the
+        # hips it hangs from are 12 cm apart, but it comes within a few centimetres
+        assert (before[left] - before[right]).norm() > 0.1
+        assert (after[left] - before[right]).norm() < 0.05
+        assert (after[right] - before[left]).norm() < 0.05
+    untouched = [j for j in range(24) if j not in {k for pair in LEG_JOINTS for k in pair}]
+    torch.testing.assert_close(after[untouched], before[untouched])
+    mirrored = body_model.joints_only(betas, swap_limbs(pose[0], LEG_JOINTS), zeros, zeros)[0, :24]
+    assert (mirrored[4] - before[5]).norm() > 0.05  # mirroring is not the exchange
 
 
 def test_each_person_outline_is_covered_by_that_person(tiny_sequence, body_model):

@@ -70,6 +70,10 @@ class SilhouetteFitConfig:
     """steps refining left/right-swapped legs and arms before keeping the ones the masks prefer (0: off)"""
     swap_margin: float = 0.002
     """a swap must lower its frame's mask loss by this much (the loss is a mean robust residual, 0 to 1)"""
+    swap_motion_margin: float = 0.01
+    """where a swap's mask loss is within swap_margin of the fitted pose's (the masks cannot tell the
+    sides apart), it is kept if it brings the person's vertices nearer to the neighbouring frames'
+    by this many metres (mean over vertices; 0 turns this off)"""
     seed: int = 0
 
 
@@ -282,6 +286,41 @@ def swap_limbs(body_pose: torch.Tensor, limb: Sequence[tuple[int, int]]) -> torc
     return swapped
 
 
+def exchange_limb_positions(body_model: BodyModel, params: dict[str, torch.Tensor], limb: Sequence[tuple[int, int]],
+                            steps: int = 100, lr: float = 0.05) -> torch.Tensor:
+    """Body poses (P, F, 69) whose left limb lies where the right one was, and vice versa.
+
+    A detector that swaps the labels of two legs standing side by side leaves crossed legs: each
+    leg where the other should be. Mirroring the rotations (`swap_limbs`) keeps them crossed; this
+    moves every joint of the limb below its first pair (for the legs: knees, ankles, feet) onto
+    its partner's position by a short Adam fit of the limb's rotations (inverse kinematics).
+    params as in the fit: betas (P, 1, 10), body_pose (P, F, 69), global_orient and transl (P, F, 3).
+    """
+    num_people, num_frames = params["body_pose"].shape[:2]
+    rows = num_people * num_frames
+    common = dict(betas=params["betas"].expand(-1, num_frames, -1).reshape(rows, -1).detach(),
+                  global_orient=params["global_orient"].reshape(rows, 3).detach(),
+                  transl=params["transl"].reshape(rows, 3).detach())
+    start = params["body_pose"].reshape(rows, 23, 3).detach()
+    with torch.no_grad():
+        joints = body_model(body_pose=start.reshape(rows, -1), **common).joints
+    lower = [joint for pair in limb[1:] for joint in pair]
+    partner = [joint for left, right in limb[1:] for joint in (right, left)]
+    target = joints[:, partner]
+    moving = torch.zeros(1, 23, 1, dtype=start.dtype, device=start.device)
+    moving[0, [joint - 1 for pair in limb for joint in pair]] = 1.0
+    delta = torch.zeros_like(start, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            pose = (start + delta * moving).reshape(rows, -1)
+            loss = (body_model(body_pose=pose, **common).joints[:, lower] - target).square().sum(-1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return (start + delta.detach() * moving).reshape(num_people, num_frames, -1)
+
+
 # (left, right) SMPL joint pairs that turn together when a keypoint detector swaps a limb's sides
 LEG_JOINTS = ((1, 2), (4, 5), (7, 8), (10, 11))  # hips, knees, ankles, feet
 ARM_JOINTS = ((13, 14), (16, 17), (18, 19), (20, 21), (22, 23))  # collars, shoulders, elbows, wrists, hands
@@ -289,36 +328,76 @@ ARM_JOINTS = ((13, 14), (16, 17), (18, 19), (20, 21), (22, 23))  # collars, shou
 
 def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
                     config: SilhouetteFitConfig, description: str | None) -> dict[str, torch.Tensor]:
-    """Keep, per person and frame, a left/right-swapped leg or arm where the masks prefer it.
+    """Keep, per person and frame, a left/right-swapped pair of legs or arms where the evidence prefers it.
 
     A keypoint detector that swaps a limb's sides for a few frames leaves the initialisation in a
     basin the masks cannot pull it out of (the legs then cross).  Each swap is refined for
     `swap_iterations` steps from the fitted pose (betas fixed) and kept for a person and frame when
     its mask loss, with everyone else as fitted, is lower than the fitted pose's by `swap_margin`.
+    The hypotheses: legs mirrored, arms mirrored (`swap_limbs`), and legs moved onto each other's
+    places (`exchange_limb_positions`, for crossed legs). Where the two legs (or arms) look alike,
+    a swapped pair covers the same pixels as the true one and the masks cannot decide; then the swap is kept if it moves the person's vertices nearer to
+    where the neighbouring frames put them (`motion_from_neighbours`) by `swap_motion_margin`.
     """
     num_people, num_frames = params["body_pose"].shape[:2]
-    limbs = (LEG_JOINTS, ARM_JOINTS)
+    hypotheses = [swap_limbs(params["body_pose"], LEG_JOINTS), swap_limbs(params["body_pose"], ARM_JOINTS),
+                  exchange_limb_positions(body_model, params, LEG_JOINTS)]
     each_frame = torch.arange(num_frames, device=evidence.device)
-    frames = each_frame.repeat(len(limbs))  # one hypothesis per limb for every frame
-    candidates = {name: params[name] if name == "betas" else params[name].repeat(1, len(limbs), 1)
+    frames = each_frame.repeat(len(hypotheses))  # every hypothesis for every frame
+    candidates = {name: params[name] if name == "betas" else params[name].repeat(1, len(hypotheses), 1)
                   for name in PARAMETERS}
-    candidates["body_pose"] = torch.cat([swap_limbs(params["body_pose"], limb) for limb in limbs], dim=1)
+    candidates["body_pose"] = torch.cat(hypotheses, dim=1)
     candidates = _optimise(body_model, evidence, candidates, config, config.swap_iterations, fit_betas=False,
                            frames=frames, description=description)
     with torch.no_grad():
         fitted_vertices = _pose(body_model, params, config.vertex_stride)  # (P, F, Vs, 3)
         candidate_vertices = _pose(body_model, candidates, config.vertex_stride)  # (P, L*F, Vs, 3)
         fitted_loss = evidence.frame_losses(fitted_vertices, each_frame)  # (F,)
+        fitted_motion = motion_from_neighbours(fitted_vertices, fitted_vertices)  # (P, F)
         best = {name: value.clone() for name, value in params.items()}
         best_loss = fitted_loss[None].repeat(num_people, 1)  # (P, F)
-        for k in range(len(limbs)):
+        swapped = torch.zeros(num_people, num_frames, dtype=torch.bool, device=evidence.device)
+        for k in range(len(hypotheses)):
             span = slice(k * num_frames, (k + 1) * num_frames)
+            motion = motion_from_neighbours(candidate_vertices[:, span], fitted_vertices)  # (P, F)
             for person in range(num_people):
                 mixed = fitted_vertices.clone()
                 mixed[person] = candidate_vertices[person, span]
                 loss = evidence.frame_losses(mixed, each_frame)
-                better = loss < best_loss[person] - config.swap_margin
+                better = keep_swap(loss, best_loss[person], fitted_loss, motion[person], fitted_motion[person],
+                                   swapped[person], config.swap_margin, config.swap_motion_margin)
                 for name in ("body_pose", "global_orient", "transl"):
                     best[name][person, better] = candidates[name][person, span][better]
                 best_loss[person, better] = loss[better]
+                swapped[person] |= better
     return best
+
+
+def keep_swap(loss: torch.Tensor, best_loss: torch.Tensor, fitted_loss: torch.Tensor, motion: torch.Tensor,
+              fitted_motion: torch.Tensor, swapped: torch.Tensor, margin: float, motion_margin: float) -> torch.Tensor:
+    """Which frames take a swap hypothesis. All (F,): its mask loss, the best loss so far, the fitted
+    pose's loss, its and the fitted pose's `motion_from_neighbours`, and whether an earlier hypothesis
+    was already taken. The masks decide where they prefer it by `margin`; where it is no worse than
+    the fitted pose by `margin` (limbs that look alike), the neighbouring frames decide, by
+    `motion_margin` metres (0: they never do)."""
+    better = loss < best_loss - margin
+    if motion_margin > 0:
+        alike = (loss <= fitted_loss + margin) & ~swapped
+        better |= alike & (motion < fitted_motion - motion_margin)
+    return better
+
+
+def motion_from_neighbours(vertices: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """How far each frame's vertices lie from where the neighbouring frames put them.
+
+    vertices, neighbours (P, F, V, 3) -> (P, F) metres: the mean over vertices of the distance from
+    vertices[:, t] to the midpoint of neighbours[:, t - 1] and neighbours[:, t + 1] (to the one
+    neighbour at either end; zeros for a single frame). The midpoint is where a body moving at
+    constant speed would be, so a limb whose sides swapped for one frame lies far from it.
+    """
+    num_frames = vertices.shape[1]
+    if num_frames < 2:
+        return vertices.new_zeros(vertices.shape[:2])
+    before = torch.cat([neighbours[:, 1:2], neighbours[:, :-1]], dim=1)  # frame 0 has only frame 1
+    after = torch.cat([neighbours[:, 1:], neighbours[:, -2:-1]], dim=1)  # the last only the one before
+    return (vertices - 0.5 * (before + after)).norm(dim=-1).mean(dim=-1)
