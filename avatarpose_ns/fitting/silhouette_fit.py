@@ -67,7 +67,7 @@ class SilhouetteFitConfig:
     use_person_masks: bool = True
     """cover each person's outline with that person's own vertices, where per-person masks are given"""
     swap_iterations: int = 100
-    """steps refining left/right-swapped legs and arms before keeping the ones the masks prefer (0: off)"""
+    """steps refining each left/right swap hypothesis of the legs and arms before choosing (0: off)"""
     swap_margin: float = 0.002
     """a swap must lower its frame's mask loss by this much (the loss is a mean robust residual, 0 to 1)"""
     swap_motion_margin: float = 0.01
@@ -336,8 +336,9 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
     its mask loss, with everyone else as fitted, is lower than the fitted pose's by `swap_margin`.
     The hypotheses: legs mirrored, arms mirrored (`swap_limbs`), and legs moved onto each other's
     places (`exchange_limb_positions`, for crossed legs). Where the two legs (or arms) look alike,
-    a swapped pair covers the same pixels as the true one and the masks cannot decide; then the swap is kept if it moves the person's vertices nearer to
-    where the neighbouring frames put them (`motion_from_neighbours`) by `swap_motion_margin`.
+    a swapped pair covers the same pixels as the true one and the masks cannot decide; then the
+    swap is kept if it moves the person's vertices nearer to where the neighbouring frames put
+    them (`motion_from_neighbours`) by `swap_motion_margin`.
     """
     num_people, num_frames = params["body_pose"].shape[:2]
     hypotheses = [swap_limbs(params["body_pose"], LEG_JOINTS), swap_limbs(params["body_pose"], ARM_JOINTS),
@@ -351,7 +352,7 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
                            frames=frames, description=description)
     with torch.no_grad():
         fitted_vertices = _pose(body_model, params, config.vertex_stride)  # (P, F, Vs, 3)
-        candidate_vertices = _pose(body_model, candidates, config.vertex_stride)  # (P, L*F, Vs, 3)
+        candidate_vertices = _pose(body_model, candidates, config.vertex_stride)  # (P, H*F, Vs, 3), H hypotheses
         fitted_loss = evidence.frame_losses(fitted_vertices, each_frame)  # (F,)
         fitted_motion = motion_from_neighbours(fitted_vertices, fitted_vertices)  # (P, F)
         best = {name: value.clone() for name, value in params.items()}
