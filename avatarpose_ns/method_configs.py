@@ -28,7 +28,7 @@ from avatarpose_ns.pipelines.alternating_pipeline import RELEASED_SCHEDULE, Alte
 # The lite edge band is 3 px, not the 16 px that 48 px at 640 would scale to: with 10-30 % of 2048
 # rays per step spread over a 16 px band, the ring right outside the silhouette was hardly ever
 # sampled and the avatars stayed about a pixel too wide (held-out view, ground-truth poses:
-# 24.3 dB with 16 px, 25.0 dB with 3 px; benchmarks/RESULTS.md).
+# 24.3 dB with 16 px, 25.0 dB with 3 px, 24.8 with another seed; benchmarks/RESULTS.md).
 LITE_SCHEDULE = ("avatar:300", "pose:250", "avatar:100", "pose:250", "avatar:100", "pose_body:200")
 
 
