@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation, Slerp
 
 from avatarpose_ns.dataparsers.masks import frame_file, read_mask, union_mask_file
 from avatarpose_ns.eval.shape_error import shape_only_error
@@ -19,6 +20,7 @@ from avatarpose_ns.fitting.silhouette_fit import (
     mask_outline,
     motion_from_neighbours,
     nearest_cover_distance,
+    pose_from_neighbours,
     swap_limbs,
 )
 from avatarpose_ns.io.cameras import read_cameras
@@ -212,4 +214,59 @@ def test_a_swapped_arm_is_swapped_back(tiny_sequence, body_model):
 
     assert arm_error(wrong[0].body_pose) > 0.3
     assert fitted_arm_error(swap_iterations=0) > 0.3
+    assert fitted_arm_error(swap_iterations=10) < 0.05
+
+
+def test_pose_from_neighbours_is_the_halfway_rotation_of_each_joint():
+    """Against scipy's Slerp, pair by pair in float64; the shortest arc even across 180 degrees."""
+    generator = torch.Generator().manual_seed(0)
+    params = {"body_pose": torch.randn(2, 4, 69, generator=generator, dtype=torch.float64),
+              "global_orient": torch.randn(2, 4, 3, generator=generator, dtype=torch.float64),
+              "transl": torch.randn(2, 4, 3, generator=generator, dtype=torch.float64)}
+    restart = pose_from_neighbours(params)
+    for name in ("body_pose", "global_orient"):
+        value = params[name].reshape(2, 4, -1, 3).numpy()
+        expected = np.zeros_like(value)
+        for p in range(2):
+            for t in range(4):
+                before, after = (t - 1 if t > 0 else 1), (t + 1 if t < 3 else 2)
+                for j in range(value.shape[2]):
+                    keys = Rotation.from_rotvec([value[p, before, j], value[p, after, j]])
+                    expected[p, t, j] = Slerp([0.0, 1.0], keys)(0.5).as_rotvec()
+        got = Rotation.from_rotvec(restart[name].reshape(-1, 3).numpy())
+        angle = (got.inv() * Rotation.from_rotvec(expected.reshape(-1, 3))).magnitude()
+        assert angle.max() < 1e-9
+    transl = params["transl"]
+    torch.testing.assert_close(restart["transl"][:, 1], 0.5 * (transl[:, 0] + transl[:, 2]))
+    torch.testing.assert_close(restart["transl"][:, 0], transl[:, 1])  # the ends copy their one neighbour
+    torch.testing.assert_close(restart["transl"][:, 3], transl[:, 2])
+    # turned +172 and -172 degrees about z: halfway is 180 degrees about z, not the rest pose
+    turn = torch.zeros(1, 3, 3, dtype=torch.float64)
+    turn[0, 0, 2], turn[0, 2, 2] = 3.0, -3.0
+    halfway = pose_from_neighbours({"body_pose": torch.zeros(1, 3, 69, dtype=torch.float64),
+                                    "global_orient": turn, "transl": torch.zeros(1, 3, 3, dtype=torch.float64)})
+    assert abs(halfway["global_orient"][0, 1].norm().item() - np.pi) < 1e-9
+
+
+def test_a_garbage_frame_is_restarted_from_its_neighbours(tiny_sequence, body_model):
+    """One person's right arm thrown far off in the last frame (as after garbage detections), all
+    else exact. The tiny hug moves too fast for one frame to stand in for the next, so its last
+    frame is made a still repeat of the middle one (masks and poses). A strong pose prior keeps the
+    main fit from mending the arm; the restart from the neighbouring frame is the truth, and the
+    masks must prefer it."""
+    cameras, masks, gt = _tiny_inputs(tiny_sequence)
+    masks = masks[:, [0, 1, 1]]
+    still = {p: dataclasses.replace(s, body_pose=s.body_pose[[0, 1, 1]], global_orient=s.global_orient[[0, 1, 1]],
+                                    transl=s.transl[[0, 1, 1]]) for p, s in gt.items()}
+    wrong = {p: dataclasses.replace(s, body_pose=s.body_pose.copy()) for p, s in still.items()}
+    wrong[0].body_pose[2, 3 * 16:3 * 17] += [0.0, 0.0, 1.2]  # right shoulder (joint 17) swung up
+    wrong[0].body_pose[2, 3 * 18:3 * 19] += [0.0, -1.5, 0.0]  # right elbow (joint 19) bent hard
+    arm_slots = [3 * (j - 1) + c for j in (17, 19) for c in range(3)]
+
+    def fitted_arm_error(swap_iterations):
+        config = SilhouetteFitConfig(iterations=20, lr=0.003, pose_weight=100.0, swap_iterations=swap_iterations)
+        fitted = fit_shape_to_silhouettes(body_model, cameras, masks, wrong, config)[0].body_pose
+        return np.abs(fitted[2, arm_slots] - still[0].body_pose[2, arm_slots]).max()
+
+    assert fitted_arm_error(swap_iterations=0) > 1.0
     assert fitted_arm_error(swap_iterations=10) < 0.05

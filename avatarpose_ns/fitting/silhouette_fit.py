@@ -23,7 +23,8 @@ behind the occluder.
 A keypoint detector that swaps a limb's left and right for a few frames leaves the
 initialisation in a basin the masks cannot pull it out of (the legs cross).  After the fit,
 each leg and arm is tried swapped (mirrored rotations), refined briefly, and kept per person
-and frame where the masks prefer it.
+and frame where the masks prefer it.  So is a frame restarted from its neighbours' poses, for
+the frames whose detections were garbage (an elbow tens of centimetres off).
 
 Pure torch + OpenCV (distance transforms, outlines); the projection is the same OpenCV
 camera model as the 2D keypoint fit (`smpl_fit_2d.project_points_torch`).
@@ -37,6 +38,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.fitting.smpl_fit import _geman_mcclure
@@ -67,7 +69,7 @@ class SilhouetteFitConfig:
     use_person_masks: bool = True
     """cover each person's outline with that person's own vertices, where per-person masks are given"""
     swap_iterations: int = 100
-    """steps refining each left/right swap hypothesis of the legs and arms before choosing (0: off)"""
+    """steps refining each hypothesis (limb swaps, a restart from the neighbouring frames) before choosing (0: off)"""
     swap_margin: float = 0.002
     """a swap must lower its frame's mask loss by this much (the loss is a mean robust residual, 0 to 1)"""
     swap_motion_margin: float = 0.01
@@ -326,28 +328,65 @@ LEG_JOINTS = ((1, 2), (4, 5), (7, 8), (10, 11))  # hips, knees, ankles, feet
 ARM_JOINTS = ((13, 14), (16, 17), (18, 19), (20, 21), (22, 23))  # collars, shoulders, elbows, wrists, hands
 
 
-def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
-                    config: SilhouetteFitConfig, description: str | None) -> dict[str, torch.Tensor]:
-    """Keep, per person and frame, a left/right-swapped pair of legs or arms where the evidence prefers it.
+def pose_from_neighbours(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each frame's pose as its neighbouring frames put it: the restart for a frame whose own is garbage.
 
-    A keypoint detector that swaps a limb's sides for a few frames leaves the initialisation in a
-    basin the masks cannot pull it out of (the legs then cross).  Each swap is refined for
-    `swap_iterations` steps from the fitted pose (betas fixed) and kept for a person and frame when
-    its mask loss, with everyone else as fitted, is lower than the fitted pose's by `swap_margin`.
-    The hypotheses: legs mirrored, arms mirrored (`swap_limbs`), and legs moved onto each other's
-    places (`exchange_limb_positions`, for crossed legs). Where the two legs (or arms) look alike,
-    a swapped pair covers the same pixels as the true one and the masks cannot decide; then the
-    swap is kept if it moves the person's vertices nearer to where the neighbouring frames put
-    them (`motion_from_neighbours`) by `swap_motion_margin`.
+    params: body_pose (P, F, 69), global_orient and transl (P, F, 3). Returns the same keys and
+    shapes: every joint rotation (and the root's) halfway between frames t - 1 and t + 1 on the
+    shortest arc, the translation at their midpoint; the first and last frames copy their one
+    neighbour (a single frame is returned unchanged).
     """
     num_people, num_frames = params["body_pose"].shape[:2]
-    hypotheses = [swap_limbs(params["body_pose"], LEG_JOINTS), swap_limbs(params["body_pose"], ARM_JOINTS),
-                  exchange_limb_positions(body_model, params, LEG_JOINTS)]
+    if num_frames < 2:
+        return {name: params[name].clone() for name in ("body_pose", "global_orient", "transl")}
+
+    def neighbours(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        before = torch.cat([value[:, 1:2], value[:, :-1]], dim=1)  # as in motion_from_neighbours
+        after = torch.cat([value[:, 1:], value[:, -2:-1]], dim=1)
+        return before, after
+
+    def rotation_midpoint(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        first = Rotation.from_rotvec(a.reshape(-1, 3).cpu().double().numpy())
+        second = Rotation.from_rotvec(b.reshape(-1, 3).cpu().double().numpy())
+        halfway = first * Rotation.from_rotvec(0.5 * (first.inv() * second).as_rotvec())
+        return torch.tensor(halfway.as_rotvec(), dtype=a.dtype, device=a.device).reshape(a.shape)
+
+    before, after = {}, {}
+    for name in ("body_pose", "global_orient", "transl"):
+        before[name], after[name] = neighbours(params[name])
+    return {"body_pose": rotation_midpoint(before["body_pose"], after["body_pose"]),
+            "global_orient": rotation_midpoint(before["global_orient"], after["global_orient"]),
+            "transl": 0.5 * (before["transl"] + after["transl"])}
+
+
+def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
+                    config: SilhouetteFitConfig, description: str | None) -> dict[str, torch.Tensor]:
+    """Keep, per person and frame, a left/right-swapped pair of legs or arms, or a restart from the
+    neighbouring frames, where the evidence prefers it.
+
+    A keypoint detector that swaps a limb's sides for a few frames leaves the initialisation in a
+    basin the masks cannot pull it out of (the legs then cross).  Each hypothesis is refined for
+    `swap_iterations` steps (betas fixed) and kept for a person and frame when its mask loss, with
+    everyone else as fitted, is lower than the fitted pose's by `swap_margin`.
+    The hypotheses: legs mirrored, arms mirrored (`swap_limbs`), legs moved onto each other's
+    places (`exchange_limb_positions`, for crossed legs), and the whole pose from the neighbouring
+    frames (`pose_from_neighbours`, for a frame whose detections were garbage). Where the two legs
+    (or arms) look alike, a swapped pair covers the same pixels as the true one and the masks
+    cannot decide; then the swap is kept if it moves the person's vertices nearer to where the
+    neighbouring frames put them (`motion_from_neighbours`) by `swap_motion_margin`. The restart
+    from the neighbours must win on the masks alone: it is always near them.
+    """
+    num_people, num_frames = params["body_pose"].shape[:2]
+    fitted_pose = {name: params[name] for name in ("body_pose", "global_orient", "transl")}
+    hypotheses = [dict(fitted_pose, body_pose=swap_limbs(params["body_pose"], LEG_JOINTS)),
+                  dict(fitted_pose, body_pose=swap_limbs(params["body_pose"], ARM_JOINTS)),
+                  dict(fitted_pose, body_pose=exchange_limb_positions(body_model, params, LEG_JOINTS)),
+                  pose_from_neighbours(params)]
+    motion_margins = [config.swap_motion_margin] * 3 + [0.0]
     each_frame = torch.arange(num_frames, device=evidence.device)
     frames = each_frame.repeat(len(hypotheses))  # every hypothesis for every frame
-    candidates = {name: params[name] if name == "betas" else params[name].repeat(1, len(hypotheses), 1)
+    candidates = {name: params["betas"] if name == "betas" else torch.cat([h[name] for h in hypotheses], dim=1)
                   for name in PARAMETERS}
-    candidates["body_pose"] = torch.cat(hypotheses, dim=1)
     candidates = _optimise(body_model, evidence, candidates, config, config.swap_iterations, fit_betas=False,
                            frames=frames, description=description)
     with torch.no_grad():
@@ -358,7 +397,7 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
         best = {name: value.clone() for name, value in params.items()}
         best_loss = fitted_loss[None].repeat(num_people, 1)  # (P, F)
         swapped = torch.zeros(num_people, num_frames, dtype=torch.bool, device=evidence.device)
-        for k in range(len(hypotheses)):
+        for k, motion_margin in enumerate(motion_margins):
             span = slice(k * num_frames, (k + 1) * num_frames)
             motion = motion_from_neighbours(candidate_vertices[:, span], fitted_vertices)  # (P, F)
             for person in range(num_people):
@@ -366,7 +405,7 @@ def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict
                 mixed[person] = candidate_vertices[person, span]
                 loss = evidence.frame_losses(mixed, each_frame)
                 better = keep_swap(loss, best_loss[person], fitted_loss, motion[person], fitted_motion[person],
-                                   swapped[person], config.swap_margin, config.swap_motion_margin)
+                                   swapped[person], config.swap_margin, motion_margin)
                 for name in ("body_pose", "global_orient", "transl"):
                     best[name][person, better] = candidates[name][person, span][better]
                 best_loss[person, better] = loss[better]
