@@ -342,3 +342,6 @@ def test_silhouette_fit_refines_the_init_on_train_cameras_and_caches(seq, tmp_pa
     _, again = parse(root, **options)  # cached: no second fit
     assert len(calls) == 1
     np.testing.assert_allclose(again.metadata["smpl_init"][0]["betas"], refined["betas"], atol=1e-6)
+    monkeypatch.setattr(silhouette_init, "source_digest", lambda: "the fitting code changed")
+    parse(root, **options)  # a result of other fitting code is not reused
+    assert len(calls) == 2

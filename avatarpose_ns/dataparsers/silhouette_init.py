@@ -19,6 +19,7 @@ import numpy as np
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
 from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
+from avatarpose_ns.fitting import source_digest
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
 from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_smpl_npz
@@ -69,7 +70,7 @@ def person_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray |
 
 def _cache_key(seq: RawSequence, cameras: Sequence[str], files: Sequence[Path], body: BodyModel,
                config: SilhouetteFitConfig) -> str:
-    parts = [str(CACHE_VERSION), str(body.model_path), json.dumps(asdict(config), sort_keys=True),
+    parts = [str(CACHE_VERSION), source_digest(), str(body.model_path), json.dumps(asdict(config), sort_keys=True),
              json.dumps(list(cameras)), json.dumps([int(f) for f in seq.frames])]
     for cam in cameras:
         calib = seq.cameras[cam]

@@ -33,6 +33,7 @@ from scipy.spatial.transform import Rotation
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.scene_transform import transform_smpl
 from avatarpose_ns.dataparsers.sequence import LOG, SequenceError
+from avatarpose_ns.fitting import source_digest
 from avatarpose_ns.fitting.smpl_fit import FitConfig, fit_smpl_to_joints
 from avatarpose_ns.io.easymocap import FormatError, SmplSequence, read_keypoints3d_folder, read_smpl_npz, write_smpl_npz
 
@@ -234,6 +235,7 @@ def fit_keypoints(folder: Path, frames: Sequence[int], body: BodyModel,
             np.ascontiguousarray(joints).tobytes(), np.ascontiguousarray(conf).tobytes(),
             np.asarray(frames, dtype=np.int64).tobytes(), str(body.model_path).encode(),
             json.dumps(asdict(config), sort_keys=True).encode(), str(FIT_CACHE_VERSION).encode(),
+            source_digest().encode(),
         ])).hexdigest()[:16]
         cached = cache_dir / "smpl_fit" / f"{key}.npz" if cache_dir is not None else None
         if cached is not None and cached.is_file():

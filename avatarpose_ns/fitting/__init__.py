@@ -1,1 +1,21 @@
-"""Fitting SMPL to observations (3D keypoints) to initialise the avatars' poses."""
+"""Fitting SMPL to observations (3D keypoints, 2D keypoints, masks) to initialise the avatars' poses."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """SHA-1 of this package's Python sources.
+
+    Part of the on-disk cache key of every fit's result, so that a change to the fitting code
+    (a new hypothesis, a changed loss) is never answered with a result the old code computed.
+    """
+    digest = hashlib.sha1()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
