@@ -336,8 +336,7 @@ def pose_from_neighbours(params: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     shortest arc, the translation at their midpoint; the first and last frames copy their one
     neighbour (a single frame is returned unchanged).
     """
-    num_people, num_frames = params["body_pose"].shape[:2]
-    if num_frames < 2:
+    if params["body_pose"].shape[1] < 2:
         return {name: params[name].clone() for name in ("body_pose", "global_orient", "transl")}
 
     def neighbours(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,18 +344,15 @@ def pose_from_neighbours(params: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         after = torch.cat([value[:, 1:], value[:, -2:-1]], dim=1)
         return before, after
 
-    def rotation_midpoint(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        first = Rotation.from_rotvec(a.reshape(-1, 3).cpu().double().numpy())
-        second = Rotation.from_rotvec(b.reshape(-1, 3).cpu().double().numpy())
-        halfway = first * Rotation.from_rotvec(0.5 * (first.inv() * second).as_rotvec())
-        return torch.tensor(halfway.as_rotvec(), dtype=a.dtype, device=a.device).reshape(a.shape)
+    def rotation_midpoint(value: torch.Tensor) -> torch.Tensor:
+        before, after = (Rotation.from_rotvec(v.reshape(-1, 3).cpu().double().numpy()) for v in neighbours(value))
+        halfway = before * Rotation.from_rotvec(0.5 * (before.inv() * after).as_rotvec())
+        return torch.tensor(halfway.as_rotvec(), dtype=value.dtype, device=value.device).reshape(value.shape)
 
-    before, after = {}, {}
-    for name in ("body_pose", "global_orient", "transl"):
-        before[name], after[name] = neighbours(params[name])
-    return {"body_pose": rotation_midpoint(before["body_pose"], after["body_pose"]),
-            "global_orient": rotation_midpoint(before["global_orient"], after["global_orient"]),
-            "transl": 0.5 * (before["transl"] + after["transl"])}
+    before, after = neighbours(params["transl"])
+    return {"body_pose": rotation_midpoint(params["body_pose"]),
+            "global_orient": rotation_midpoint(params["global_orient"]),
+            "transl": 0.5 * (before + after)}
 
 
 def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
