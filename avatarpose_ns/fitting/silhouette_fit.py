@@ -158,8 +158,8 @@ def fit_shape_to_silhouettes(
     params = _optimise(body_model, evidence, params, config, config.iterations, fit_betas=True,
                        description="silhouette fit" if progress else None)
     if config.swap_iterations > 0:
-        params = _try_limb_swaps(body_model, evidence, params, config,
-                                 description="left/right limb swaps" if progress else None)
+        params = _try_hypotheses(body_model, evidence, params, config,
+                                 description="swap and restart hypotheses" if progress else None)
 
     final = {name: value.cpu().double().numpy() for name, value in params.items()}
     return {p: SmplSequence(betas=final["betas"][i, 0], body_pose=final["body_pose"][i],
@@ -339,23 +339,19 @@ def pose_from_neighbours(params: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     if params["body_pose"].shape[1] < 2:
         return {name: params[name].clone() for name in ("body_pose", "global_orient", "transl")}
 
-    def neighbours(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        before = torch.cat([value[:, 1:2], value[:, :-1]], dim=1)  # as in motion_from_neighbours
-        after = torch.cat([value[:, 1:], value[:, -2:-1]], dim=1)
-        return before, after
-
     def rotation_midpoint(value: torch.Tensor) -> torch.Tensor:
-        before, after = (Rotation.from_rotvec(v.reshape(-1, 3).cpu().double().numpy()) for v in neighbours(value))
+        before, after = (Rotation.from_rotvec(v.reshape(-1, 3).cpu().double().numpy())
+                         for v in _neighbour_frames(value))
         halfway = before * Rotation.from_rotvec(0.5 * (before.inv() * after).as_rotvec())
         return torch.tensor(halfway.as_rotvec(), dtype=value.dtype, device=value.device).reshape(value.shape)
 
-    before, after = neighbours(params["transl"])
+    before, after = _neighbour_frames(params["transl"])
     return {"body_pose": rotation_midpoint(params["body_pose"]),
             "global_orient": rotation_midpoint(params["global_orient"]),
             "transl": 0.5 * (before + after)}
 
 
-def _try_limb_swaps(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
+def _try_hypotheses(body_model: BodyModel, evidence: _MaskEvidence, params: dict[str, torch.Tensor],
                     config: SilhouetteFitConfig, description: str | None) -> dict[str, torch.Tensor]:
     """Keep, per person and frame, a left/right-swapped pair of legs or arms, or a restart from the
     neighbouring frames, where the evidence prefers it.
@@ -434,6 +430,13 @@ def motion_from_neighbours(vertices: torch.Tensor, neighbours: torch.Tensor) -> 
     num_frames = vertices.shape[1]
     if num_frames < 2:
         return vertices.new_zeros(vertices.shape[:2])
-    before = torch.cat([neighbours[:, 1:2], neighbours[:, :-1]], dim=1)  # frame 0 has only frame 1
-    after = torch.cat([neighbours[:, 1:], neighbours[:, -2:-1]], dim=1)  # the last only the one before
+    before, after = _neighbour_frames(neighbours)
     return (vertices - 0.5 * (before + after)).norm(dim=-1).mean(dim=-1)
+
+
+def _neighbour_frames(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, F, ...) -> frames t - 1 and t + 1 of every frame t, each (P, F, ...); F >= 2. Frame 0 has
+    only frame 1, so both are frame 1; the last frame likewise has only the one before."""
+    before = torch.cat([value[:, 1:2], value[:, :-1]], dim=1)
+    after = torch.cat([value[:, 1:], value[:, -2:-1]], dim=1)
+    return before, after
