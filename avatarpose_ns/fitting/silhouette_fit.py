@@ -49,8 +49,8 @@ from avatarpose_ns.io.easymocap import SmplSequence
 
 @dataclass
 class SilhouetteFitConfig:
-    iterations: int = 300
-    """Adam steps over all people, frames and views at once"""
+    iterations: int = 600
+    """Adam steps over all people, frames and views at once (300 stop short of the body's size)"""
     lr: float = 0.03
     """Adam learning rate (radians, metres and betas alike)"""
     vertex_stride: int = 8
