@@ -8,7 +8,7 @@ import trimesh
 
 from avatarpose_ns.io.cameras import CameraCalib, pixel_rays, project_points
 from avatarpose_ns.synth.appearance import PersonStyle, sample_style, vertex_colors
-from avatarpose_ns.synth.render import MeshLayer, render_view
+from avatarpose_ns.synth.render import MeshLayer, point_lights_diffuse, render_view
 
 
 def _camera(size=128, focal=150.0, dist=(0, 0, 0, 0, 0)) -> CameraCalib:
@@ -131,6 +131,37 @@ def test_key_light_shades_but_keeps_visible_sides_lit():
     assert row[fg].min() > 0.2 * 0.8 * 255 - 2
 
 
+def test_point_lights_diffuse_hand_computed():
+    point, normal = np.zeros((1, 3)), np.array([[1.0, 0.0, 0.0]])
+    # facing one of two lights: mean cosine 1/2, doubled
+    assert point_lights_diffuse(point, normal, np.array([[2.0, 0, 0], [-2.0, 0, 0]]))[0] == pytest.approx(1.0)
+    # 45 degrees to one light, a grazing and a back light: mean (cos 45 + 0 + 0) / 3, doubled
+    lights = np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 3.0], [-1.0, 0.0, 0.0]])
+    assert point_lights_diffuse(point, normal, lights)[0] == pytest.approx(2 * np.sqrt(0.5) / 3)
+
+
+def test_lights_at_every_camera_shade_alike_in_every_view():
+    """A surface point looks the same from two cameras when all their lights are on at once, unlike
+    with a headlight per view (the colour of a Lambertian surface does not depend on the view)."""
+    from avatarpose_ns.io.cameras import look_at_rotation
+
+    centre = np.array([0.0, 0.0, 2.5])
+    cam_a = _camera()
+    centre_b = centre + 2.5 * np.array([np.sin(np.pi / 3), 0.0, -np.cos(np.pi / 3)])
+    R_b = look_at_rotation(centre_b, centre, up=(0.0, -1.0, 0.0))
+    cam_b = CameraCalib("01", cam_a.K, cam_a.dist, R_b, -R_b @ centre_b, cam_a.width, cam_a.height)
+    layer = _layer(_sphere(centre, 0.5, subdivisions=5), (0.8, 0.8, 0.8))
+    point = centre + 0.5 * np.array([0.0, 0.0, -1.0])  # faces camera A, 60 degrees off camera B
+
+    def seen(cam, **light):
+        u, v = np.rint(project_points(point[None], cam)[0]).astype(int)
+        return render_view([layer], cam, **light).rgb[v, u].astype(float) / 255
+
+    lights = np.stack([cam_a.center, cam_b.center])
+    np.testing.assert_allclose(seen(cam_a, light_positions=lights), seen(cam_b, light_positions=lights), atol=0.03)
+    assert np.all(seen(cam_a) - seen(cam_b) > 0.15)  # headlight: full light in A, about half in B
+
+
 # ---------------------------------------------------------------------------- appearance
 
 
@@ -218,3 +249,4 @@ def test_precomputed_rays_give_the_same_image():
     np.testing.assert_array_equal(a.depth, b.depth)
     with pytest.raises(ValueError):
         render_view([layer], cam, rays=pixel_rays(_camera(size=32)))
+

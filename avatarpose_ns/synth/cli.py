@@ -39,6 +39,9 @@ class SynthArgs:
     distortion: Optional[tuple[float, float]] = None
     """radial lens distortion k1 k2 of the ring cameras"""
     sensor_noise: Optional[float] = None
+    lighting: Optional[Literal["headlight", "all-cameras"]] = None
+    """headlight: each view lit from its own camera; all-cameras: a light at every camera, all on at once
+    (the shading is then the same in every view)"""
     keypoint_noise_scale: Optional[float] = None
     """multiplies every error of the simulated keypoint estimator"""
     body_model_path: Optional[Path] = None
@@ -52,7 +55,7 @@ def resolve_config(args: SynthArgs) -> SynthConfig:
     overrides = {
         name: getattr(args, name)
         for name in ("seed", "interaction", "num_people", "num_cameras", "num_frames", "duration_s",
-                     "rig", "distortion", "sensor_noise", "body_model_path")
+                     "rig", "distortion", "sensor_noise", "lighting", "body_model_path")
         if getattr(args, name) is not None
     }
     if args.resolution is not None:

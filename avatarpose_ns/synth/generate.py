@@ -57,6 +57,9 @@ class SynthConfig:
     rig: Path | None = None  # a folder (or intri.yml) with an existing rig; overrides the ring
     sensor_noise: float = 0.01
     background: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    lighting: str = "headlight"
+    """"headlight": each view lit from its own camera (the shading changes with the view);
+    "all-cameras": a light at every camera, all on at once (the same shading in every view)"""
     seed: int = 0
     body_model_path: Path | None = None
     keypoint_noise: KeypointNoiseConfig = field(default_factory=KeypointNoiseConfig)
@@ -138,6 +141,8 @@ def generate_sequence(config: SynthConfig, output: Path, progress: bool = True) 
     """Generate, render and write one sequence; returns the summary also written to meta.json."""
     if config.interaction not in INTERACTIONS:
         raise ValueError(f"unknown interaction '{config.interaction}', choose from {INTERACTIONS}")
+    if config.lighting not in ("headlight", "all-cameras"):
+        raise ValueError(f"lighting must be 'headlight' or 'all-cameras', got '{config.lighting}'")
     started = time.perf_counter()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -167,6 +172,7 @@ def generate_sequence(config: SynthConfig, output: Path, progress: bool = True) 
     depth_maps = [np.zeros((num_frames, c.height, c.width), np.float32) for c in cameras]
     preview_frame = num_frames // 2
     preview_images: list[np.ndarray] = []
+    lights = np.stack([cam.center for cam in cameras]) if config.lighting == "all-cameras" else None
     with Progress(disable=not progress) as bar:
         task = bar.add_task("rendering", total=num_frames * len(cameras))
         for c, cam in enumerate(cameras):
@@ -177,7 +183,7 @@ def generate_sequence(config: SynthConfig, output: Path, progress: bool = True) 
             for f in range(num_frames):
                 layers = [MeshLayer(vertices[p, f], faces, colors[p]) for p in range(num_people)]
                 result = render_view(layers, cam, background=config.background, noise_std=config.sensor_noise, rng=rng,
-                                     rays=rays)
+                                     rays=rays, light_positions=lights)
                 name = f"{f:06d}"
                 bgr = np.ascontiguousarray(result.rgb[..., ::-1])
                 cv2.imwrite(str(output / "images" / cam.name / f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])

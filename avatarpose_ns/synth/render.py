@@ -73,11 +73,23 @@ def _scene(layers: Sequence[MeshLayer]):
     return mesh, np.concatenate(colors), np.concatenate(owner)
 
 
+def point_lights_diffuse(points: np.ndarray, normals: np.ndarray, lights: np.ndarray) -> np.ndarray:
+    """(N,) Lambertian term in [0, 1] of point lights at (K, 3) `lights`, all on at once, on surface
+    points (N, 3) with unit normals (N, 3). A surface faces about half of a ring of lights, so the
+    mean over the lights is doubled to keep the images about as bright as with a headlight. No
+    shadows are cast."""
+    to_light = lights[None, :, :] - points[:, None, :]
+    to_light /= np.maximum(np.linalg.norm(to_light, axis=-1, keepdims=True), 1e-12)
+    cosines = np.clip(np.einsum("nd,nkd->nk", normals, to_light), 0.0, 1.0)
+    return np.minimum(2.0 * cosines.mean(axis=1), 1.0)
+
+
 def render_view(
     layers: list[MeshLayer],
     cam: CameraCalib,
     background: Sequence[float] = DEFAULT_BACKGROUND,
     light_dir: Sequence[float] | None = None,
+    light_positions: np.ndarray | None = None,
     ambient: float = 0.35,
     noise_std: float = 0.0,
     rng: np.random.Generator | None = None,
@@ -89,6 +101,10 @@ def render_view(
     light_dir: world direction from the surface towards a key light; None uses a
         headlight (light from the camera).  With a key light, 40 % of the diffuse
         term still comes from the headlight so every visible side is lit.
+    light_positions: (K, 3) world positions of point lights that are all on at once (e.g. one
+        at every camera of the rig; `point_lights_diffuse`).  Unlike the headlight this
+        shading is the same in every view, as in a real synchronised capture.  Overrides
+        ``light_dir``.
     ambient: fraction of the albedo that is always present (0..1).
     noise_std: standard deviation of additive Gaussian sensor noise, in [0, 1]
         intensity units (applied to every pixel, background included).
@@ -146,7 +162,9 @@ def render_view(
             normals[flip] *= -1.0
 
             diffuse = np.clip(-np.einsum("ij,ij->i", normals, d), 0.0, 1.0)  # headlight
-            if light_dir is not None:
+            if light_positions is not None:
+                diffuse = point_lights_diffuse(points, normals, np.asarray(light_positions, dtype=np.float64))
+            elif light_dir is not None:
                 L = np.asarray(light_dir, dtype=np.float64).reshape(3)
                 L = L / np.linalg.norm(L)
                 key = np.clip(normals @ L, 0.0, 1.0)
