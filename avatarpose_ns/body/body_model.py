@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import smplx
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes
+from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, lbs
 
 from avatarpose_ns.body.skeleton import NUM_BETAS, NUM_JOINTS
 
@@ -123,6 +123,9 @@ class BodyModel(torch.nn.Module):
             )
         self.num_betas = num_betas
         self.dtype = dtype
+        # The kinematic tree stays on the host whatever device the model moves to: smplx walks it
+        # joint by joint (`chain[parents[i]]`), and a device tensor there costs a GPU sync per joint.
+        self._parents_host = self.smpl.parents.detach().cpu()
         regressor = self.smpl.J_regressor  # (24, V)
         self.register_buffer("joint_template", regressor @ self.smpl.v_template, persistent=False)  # (24, 3)
         self.register_buffer(  # (24, 3, num_betas): joints move linearly with betas
@@ -180,7 +183,8 @@ class BodyModel(torch.nn.Module):
         """Posed joints (B, 24, 3) and joint transforms (B, 24, 4, 4), translation included."""
         full_pose = torch.cat([global_orient, body_pose], dim=1)  # (B, 72)
         rot_mats = batch_rodrigues(full_pose.reshape(-1, 3)).reshape(-1, NUM_JOINTS, 3, 3)
-        joints, transforms = batch_rigid_transform(rot_mats, self.rest_joints(betas), self.parents, dtype=self.dtype)
+        joints, transforms = batch_rigid_transform(rot_mats, self.rest_joints(betas), self._parents_host,
+                                                   dtype=self.dtype)
         offset = torch.zeros_like(transforms)
         offset[..., :3, 3] = transl[:, None, :]
         return joints + transl[:, None, :], transforms + offset
@@ -196,10 +200,12 @@ class BodyModel(torch.nn.Module):
                 global_orient: torch.Tensor | None = None, transl: torch.Tensor | None = None) -> BodyOutput:
         """Pose the body. Parameters may have leading batch 1 (broadcast) or B; None means zeros."""
         betas, body_pose, global_orient, transl = self._batch(betas, body_pose, global_orient, transl)
-        output = self.smpl(betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl)
+        smpl = self.smpl  # smplx's own skinning, as SMPL.forward runs it, with the host-side tree
+        vertices, _ = lbs(betas, torch.cat([global_orient, body_pose], dim=1), smpl.v_template, smpl.shapedirs,
+                          smpl.posedirs, smpl.J_regressor, self._parents_host, smpl.lbs_weights)
         joints, transforms = self._rigid(betas, body_pose, global_orient, transl)
         return BodyOutput(
-            vertices=output.vertices,
+            vertices=vertices + transl[:, None, :],
             joints=joints,
             joint_transforms=transforms,
             shaped_vertices=self.shaped_vertices(betas),
