@@ -186,6 +186,9 @@ def time_phases(sequence: Path, device: torch.device, args: argparse.Namespace, 
             synchronise(device)
         sort_key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(profile.key_averages().table(sort_by=sort_key, row_limit=25, max_name_column_width=60))
+        if device.type == "cuda":  # a step bound by the host shows here: launches, syncs, Python
+            print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=15,
+                                               max_name_column_width=60))
         with torch.profiler.profile(activities=activities) as profile:
             with torch.profiler.record_function("render"):
                 result = scene.render(origins[:num_rays], directions[:num_rays], frame_position=0)
