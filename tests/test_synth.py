@@ -117,9 +117,9 @@ def test_same_seed_same_sequence_other_seed_differs(tiny_sequence, tmp_path):
 
 def test_flags_override_the_preset(tmp_path):
     config = resolve_config(SynthArgs(output=tmp_path, preset="bench", num_cameras=5, resolution="320x240",
-                                      lighting="all-cameras"))
+                                      lighting="headlight"))
     assert (config.num_cameras, config.resolution, config.num_frames) == (5, (320, 240), 20)
-    assert config.lighting == "all-cameras" and resolve_config(SynthArgs(output=tmp_path)).lighting == "headlight"
+    assert config.lighting == "headlight" and resolve_config(SynthArgs(output=tmp_path)).lighting == "all-cameras"
     with pytest.raises(ValueError, match="--resolution must look like 320x240"):
         resolve_config(SynthArgs(output=tmp_path, resolution="large"))
     with pytest.raises(ValueError, match="--num-people must be 2 to 4"):

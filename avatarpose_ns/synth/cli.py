@@ -40,8 +40,8 @@ class SynthArgs:
     """radial lens distortion k1 k2 of the ring cameras"""
     sensor_noise: Optional[float] = None
     lighting: Optional[Literal["headlight", "all-cameras"]] = None
-    """headlight: each view lit from its own camera; all-cameras: a light at every camera, all on at once
-    (the shading is then the same in every view)"""
+    """all-cameras (default): a light at every camera, all on at once (the same shading in every view);
+    headlight: each view lit from its own camera (the shading changes with the view)"""
     keypoint_noise_scale: Optional[float] = None
     """multiplies every error of the simulated keypoint estimator"""
     body_model_path: Optional[Path] = None

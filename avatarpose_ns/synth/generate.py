@@ -59,9 +59,10 @@ class SynthConfig:
     rig: Path | None = None  # a folder (or intri.yml) with an existing rig; overrides the ring
     sensor_noise: float = 0.01
     background: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    lighting: str = "headlight"
-    """"headlight": each view lit from its own camera (the shading changes with the view);
-    "all-cameras": a light at every camera, all on at once (the same shading in every view)"""
+    lighting: str = "all-cameras"
+    """"all-cameras": a light at every camera, all on at once (the same shading in every view, as in
+    a real synchronised capture); "headlight": each view lit from its own camera (the shading
+    changes with the view, which no view-independent avatar colour can reproduce)"""
     seed: int = 0
     body_model_path: Path | None = None
     keypoint_noise: KeypointNoiseConfig = field(default_factory=KeypointNoiseConfig)
