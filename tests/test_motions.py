@@ -24,7 +24,9 @@ def _distance(joints, a, joint_a, b, joint_b):
 # (interaction, people, [(person, joint, person, joint, max distance in metres over the last frame)])
 CASES = [
     ("handshake", 2, [(0, "right_hand", 1, "right_hand", 0.08)]),
-    ("hug", 2, [(0, "left_hand", 1, "spine3", 0.25), (1, "right_hand", 0, "spine2", 0.25)]),
+    # the hug's hand targets sit 0.21 m from the partner's spine joint; the float32 motion solver
+    # lands within 0.25 m on some CPUs and 0.255 m away on a 2-core AMD EPYC (README: seeds and CPUs)
+    ("hug", 2, [(0, "left_hand", 1, "spine3", 0.27), (1, "right_hand", 0, "spine2", 0.27)]),
     ("dance", 2, [(0, "left_hand", 1, "right_hand", 0.08), (0, "right_hand", 1, "left_hand", 0.08)]),
     ("dance", 3, [(0, "left_hand", 1, "right_hand", 0.08), (2, "left_hand", 0, "right_hand", 0.08)]),
     ("shoulder_walk", 3, [(0, "right_hand", 1, "right_shoulder", 0.15), (2, "left_hand", 1, "spine1", 0.25)]),
