@@ -143,7 +143,8 @@ def _preview(images: list[np.ndarray], joints: np.ndarray, cameras: list[CameraC
 GENERATION_THREADS = 2
 """torch threads while generating: float32 sums depend on how torch splits them over threads, and the
 motion solver carries such differences far (up to 0.4 rad in a joint between 1 and 2 threads), so a
-seed gives the same sequence on every machine only with a fixed count (2: the benchmark sequences were made so)."""
+seed gives the same sequence across thread counts only with a fixed count (2: the benchmark sequences were made
+so). Other CPUs (other SIMD kernels) can still give another motion for the same seed."""
 
 
 @contextmanager
