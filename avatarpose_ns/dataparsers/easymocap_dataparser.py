@@ -1,4 +1,4 @@
-"""``easymocap-data``: sequences in the EasyMocap / AvatarPose layout (DESIGN.md section 3).
+"""``easymocap-data``: sequences in the EasyMocap / AvatarPose layout (docs/design.md#data-layouts).
 
     intri.yml, extri.yml                      calibration (OpenCV FileStorage)
     images/<cam>/<frame:06d>.jpg              frames

@@ -1,4 +1,4 @@
-"""``hi4d-data``: native Hi4D sequences (``pairXX/actionXX``, DESIGN.md section 3).
+"""``hi4d-data``: native Hi4D sequences (``pairXX/actionXX``, docs/design.md#data-layouts).
 
     cameras/rgb_cameras.npz                   ids, intrinsics, extrinsics (world->camera), dist_coeffs
     images/<cam id>/<frame:06d>.jpg           frames (940x1280)

@@ -333,7 +333,7 @@ def load_gt_keypoints(folder: Path, frames: Sequence[int]) -> Optional[dict[int,
 
 def check_person_ids(init: dict[int, SmplSequence], init_source: str, gt_ids: Sequence[int], gt_source: str) -> None:
     """Init and ground truth name their people independently; evaluation matches people by pose
-    (DESIGN.md section 5), so differing ids are a warning, not an error."""
+    (docs/design.md#metrics), so differing ids are a warning, not an error."""
     if sorted(init) != sorted(gt_ids):
         LOG.warning("person ids differ between the initialisation %s (%s) and the ground truth %s (%s); "
                     "evaluation matches people by their poses, not by id", init_source, sorted(init), gt_source,

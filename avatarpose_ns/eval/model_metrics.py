@@ -4,8 +4,8 @@ Used by the pipeline (``ns-eval`` adds them to PSNR/SSIM) and by the viewer's
 per-frame MPJPE readout. Ground truth is what the dataparser found beside the
 data (``smpl_gt/smpl.npz``), handed to the model as ``eval_only_smpl_gt`` in the
 input's world frame and metres, like the model's own SMPL parameters; both are
-posed with the model's body model and compared on its 24 joints (DESIGN.md
-section 5). Torch and numpy only.
+posed with the model's body model and compared on its 24 joints
+(docs/design.md#metrics). Torch and numpy only.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def local_lpips() -> Optional[torch.nn.Module]:
 
 @dataclass
 class AvatarPoseModelConfig(ModelConfig):
-    """AvatarPose's avatars; defaults are the released configuration (see DESIGN.md)."""
+    """AvatarPose's avatars; defaults are the released configuration (docs/design.md#sizes)."""
 
     _target: Type = field(default_factory=lambda: AvatarPoseModel)
     canonical_field: CanonicalFieldConfig = field(default_factory=CanonicalFieldConfig)

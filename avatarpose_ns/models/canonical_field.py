@@ -3,7 +3,7 @@
 Each person has a `CanonicalField`: a multiresolution hash grid over a cube
 around that person's canonical SMPL mesh, a density MLP (raw sigma + geometry
 features) and a colour MLP (geometry features -> rgb, no view direction), as in
-AvatarPose's released configuration (DESIGN.md section 2).  `MultiPersonFields`
+AvatarPose's released configuration (docs/design.md#sizes).  `MultiPersonFields`
 holds one field per person.
 
 Optionally (``direction_sh_degree > 0``) the colour MLP also sees the viewing

@@ -28,7 +28,7 @@ HARD_SURFACE_OFFSET = math.log1p(math.exp(-1.0))
 
 @dataclass
 class AvatarLossWeights:
-    """Avatar-phase weights (DESIGN.md section 2, the released configuration)."""
+    """Avatar-phase weights (docs/design.md#losses, the released configuration)."""
 
     rgb: float = 1.0
     """Huber RGB, delta ``huber_delta``."""
@@ -50,7 +50,7 @@ class AvatarLossWeights:
 
 @dataclass
 class PoseLossWeights:
-    """Pose-phase weights (DESIGN.md section 2)."""
+    """Pose-phase weights (docs/design.md#losses)."""
 
     rgb: float = 10.0
     huber_delta: float = 0.1
