@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from avatarpose_ns.fitting.priors import angle_prior, correction_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, correction_prior, temporal_smoothness
 from avatarpose_ns.models.compositor import composite_layers
 from avatarpose_ns.models.losses import (
     AvatarLossWeights,

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from avatarpose_ns.fitting.priors import angle_prior, correction_prior, l2_pose_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, correction_prior, l2_pose_prior, temporal_smoothness
 
 # log(1 + e^-1): makes the hard-surface penalty exactly 0 at 0 and 1.
 HARD_SURFACE_OFFSET = math.log1p(math.exp(-1.0))
