@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from avatarpose_ns.body.body_model import BodyModel  # noqa: E402
-from avatarpose_ns.models.deformer import (  # noqa: E402
+from avatarpose_ns.models.deformer import MAX_DIST  # noqa: E402
+from avatarpose_ns.models.nearest_vertex import (  # noqa: E402
     GRID_CELL_SIZE,
-    MAX_DIST,
     build_vertex_grid,
     has_scipy,
     nearest_vertex_index,

@@ -7,18 +7,20 @@ import torch
 
 from avatarpose_ns.body.body_model import canonical_body_pose
 from avatarpose_ns.models.deformer import (
-    GRID_CELL_SIZE,
     MAX_DIST,
     SkinningDeformer,
-    _resolve_method,
-    build_vertex_grid,
     forward_skinning,
-    has_scipy,
     invert_affine,
     inverse_skinning,
-    nearest_vertex_index,
     skin_directions,
     vertex_normals,
+)
+from avatarpose_ns.models.nearest_vertex import (
+    GRID_CELL_SIZE,
+    _resolve_method,
+    build_vertex_grid,
+    has_scipy,
+    nearest_vertex_index,
 )
 
 needs_scipy = pytest.mark.skipif(not has_scipy(), reason="scipy not installed")

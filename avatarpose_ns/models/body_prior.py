@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from avatarpose_ns.models.canonical_field import CanonicalField
-from avatarpose_ns.models.deformer import nearest_vertex_index, vertex_normals
+from avatarpose_ns.models.deformer import vertex_normals
+from avatarpose_ns.models.nearest_vertex import nearest_vertex_index
 from avatarpose_ns.models.losses import densities_to_opacities
 
 
