@@ -135,11 +135,6 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred[:, None] - gt[None], axis=-1)
 
 
-def mpjpe_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Mean per-joint position error of every prediction to every GT. (P, J, 3), (G, J, 3) -> (P, G)"""
-    return joint_errors(pred, gt).mean(axis=-1)
-
-
 def greedy_match(cost: np.ndarray, max_cost: float = math.inf) -> list[tuple[int, int]]:
     """Greedy one-to-one matching in ascending cost, keeping only pairs with cost < max_cost.
 

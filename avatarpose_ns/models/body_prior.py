@@ -10,7 +10,7 @@ over `step` metres is fitted to that label by binary cross-entropy. Colours are 
 to the images. Then `canonical_body_cells` gives the occupancy-grid cells that hold
 the body, so pruning never removes the body itself.
 
-Torch only (scipy's cKDTree for the neighbour search on a CPU when it imports).
+Torch, and scipy's cKDTree for the neighbour search on a CPU.
 Shapes: V vertices, F faces, N points, L people, R grid resolution.
 """
 

@@ -93,11 +93,6 @@ def invert_affine(transforms: torch.Tensor, min_det: float = 1e-8) -> torch.Tens
     return torch.cat([torch.cat([m_inv, t_inv[..., None]], dim=-1), bottom], dim=-2)
 
 
-def apply_affine(transforms: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """transforms (..., 4, 4) applied to points (..., 3) -> (..., 3)."""
-    return (transforms[..., :3, :3] @ points[..., None])[..., 0] + transforms[..., :3, 3]
-
-
 def vertex_relative_transforms(weights: torch.Tensor, transforms_from: torch.Tensor,
                                transforms_to: torch.Tensor) -> torch.Tensor:
     """Per-vertex map from one pose to another: (sum w A_to)(sum w A_from)^-1.
@@ -251,8 +246,6 @@ class SkinningDeformer(torch.nn.Module):
         A_posed / A_canon (24, 4, 4)."""
         return inverse_skinning(points, posed_vertices, A_posed, A_canon, self.skinning_weights,
                                 max_dist=self.max_dist, **self._kw())
-
-    forward = inverse
 
     def inverse_directions_multi(self, directions: torch.Tensor, vertex_index: torch.Tensor,
                                  A_posed: torch.Tensor, A_canon: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ runs anywhere but writes and reads N x V distances. "grid" is exact too and pure
 a uniform grid over the vertices lists, per cell, only the vertices that can be the
 nearest one within max_dist of a point in that cell (`build_vertex_grid`), so a point
 compares itself with tens to a few hundred vertices instead of V. `method="auto"`
-picks cKDTree for CPU tensors when scipy imports and the grid elsewhere (brute force
+picks cKDTree for CPU tensors and the grid elsewhere (brute force
 when there is no max_dist to bound the grid's lists).
 
 Torch and numpy, scipy for the CPU search. Shapes: N query points, V vertices.
@@ -20,17 +20,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-try:  # optional: the CPU neighbour search
-    from scipy.spatial import cKDTree as _cKDTree
-except Exception:  # pragma: no cover - exercised only without scipy
-    _cKDTree = None
+from scipy.spatial import cKDTree
 
 SEARCH_METHODS = ("auto", "kdtree", "cdist", "grid")
 GRID_CELL_SIZE = 0.03  # metres: cell edge of the "grid" search (see `build_vertex_grid`)
-
-
-def has_scipy() -> bool:
-    return _cKDTree is not None
 
 
 # --------------------------------------------------------------------------- neighbour search
@@ -38,11 +31,9 @@ def _resolve_method(method: str, device: torch.device, max_dist: float | None) -
     if method not in SEARCH_METHODS:
         raise ValueError(f"unknown neighbour search method {method!r}; choose one of {SEARCH_METHODS}")
     if method == "auto":
-        if device.type == "cpu" and _cKDTree is not None:
+        if device.type == "cpu":
             return "kdtree"
         method = "grid"
-    if method == "kdtree" and _cKDTree is None:
-        return "cdist"  # torch fallback without scipy
     if method == "grid" and max_dist is None:
         return "cdist"  # the grid's candidate lists need a bounded search
     return method
@@ -89,7 +80,7 @@ def nearest_vertex_index(points: torch.Tensor, vertices: torch.Tensor, max_dist:
         return torch.zeros(0, dtype=torch.long, device=points.device)
     method = _resolve_method(method, points.device, max_dist)
     if method == "kdtree":
-        tree = _cKDTree(vertices.detach().to("cpu", torch.float64).numpy())
+        tree = cKDTree(vertices.detach().to("cpu", torch.float64).numpy())
         bound = np.inf if max_dist is None else float(max_dist)
         _, index = tree.query(points.detach().to("cpu", torch.float64).numpy(), k=1, workers=workers,
                               distance_upper_bound=bound)
