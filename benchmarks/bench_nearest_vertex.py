@@ -26,11 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from avatarpose_ns.body.body_model import BodyModel  # noqa: E402
-from avatarpose_ns.models.deformer import (  # noqa: E402
+from avatarpose_ns.models.deformer import MAX_DIST  # noqa: E402
+from avatarpose_ns.models.nearest_vertex import (  # noqa: E402
     GRID_CELL_SIZE,
-    MAX_DIST,
     build_vertex_grid,
-    has_scipy,
     nearest_vertex_index,
 )
 
@@ -97,8 +96,6 @@ def main() -> None:
         points = query_points(vertices.cpu(), num_points, args.near_fraction).to(device)
         results = {}
         for method in args.methods:
-            if method == "kdtree" and not has_scipy():
-                continue
             for cell_size in args.cell_sizes if method == "grid" else [None]:
                 label = method if cell_size is None else f"grid {cell_size}"
                 ms, index = timed(lambda: nearest_vertex_index(points, vertices, MAX_DIST, method=method,

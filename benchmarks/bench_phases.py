@@ -123,7 +123,7 @@ def check_cuda_path(sequence: Path, device: torch.device, report: dict) -> None:
 
 
 def time_phases(sequence: Path, device: torch.device, args: argparse.Namespace, report: dict) -> None:
-    field = CanonicalFieldConfig.released() if args.field == "released" else CanonicalFieldConfig.small()
+    field = CanonicalFieldConfig() if args.field == "released" else CanonicalFieldConfig.small()
     torch.manual_seed(0)
     scene = build_scene(sequence, field, args.num_samples, args.min_step, prior_steps=150).to(device)
     synchronise(device)

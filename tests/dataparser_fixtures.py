@@ -20,7 +20,7 @@ from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.cameras_convert import project_with_cameras
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform, transform_smpl
+from avatarpose_ns.scene.transform import SceneTransform, transform_smpl
 from avatarpose_ns.dataparsers.smpl_init import posed_joints
 from avatarpose_ns.io.cameras import CameraCalib, pixel_rays, read_cameras, ring_rig, write_cameras
 from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_keypoints3d_folder, write_smpl_npz

@@ -6,7 +6,8 @@ from avatarpose_ns.body.body_model import canonical_body_pose
 from avatarpose_ns.models.body_prior import canonical_body_cells, fit_field_to_body, inside_body
 from avatarpose_ns.models.body_shell import body_shell_grid
 from avatarpose_ns.models.canonical_field import CanonicalField, CanonicalFieldConfig
-from avatarpose_ns.models.deformer import nearest_vertex_index, vertex_normals
+from avatarpose_ns.models.deformer import vertex_normals
+from avatarpose_ns.models.nearest_vertex import nearest_vertex_index
 from avatarpose_ns.models.occupancy import canonical_bounding_cube
 from avatarpose_ns.models.ray_sampler import PersonRaySampler, ray_aabb, shell_samples
 

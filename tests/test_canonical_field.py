@@ -32,7 +32,6 @@ def test_configs():
     assert (released.hidden_dim_color, released.num_color_layers) == (64, 2)
     small = CanonicalFieldConfig.small()
     assert (small.num_levels, small.hidden_dim, small.hidden_dim_color) == (8, 32, 32)
-    assert CanonicalFieldConfig.lite() == small
     field = CanonicalField(released)
     linears = [m for m in field.density_mlp if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 64), (64, 16)]

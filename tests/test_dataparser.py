@@ -14,8 +14,8 @@ from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.dataparsers.cameras_convert import make_cameras, project_with_cameras
 from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParser, EasyMocapDataParserConfig
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform
-from avatarpose_ns.dataparsers.timeline import time_to_frame_position
+from avatarpose_ns.scene.transform import SceneTransform
+from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.dataparsers.undistort_cache import Undistorter, view_geometry
 from avatarpose_ns.io.cameras import project_points, read_cameras, ring_rig, write_cameras
 from avatarpose_ns.io.easymocap import SmplSequence

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avatarpose_ns.dataparsers.hi4d_dataparser import Hi4DDataParserConfig
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform
+from avatarpose_ns.scene.transform import SceneTransform
 from avatarpose_ns.dataparsers.sequence import SequenceError
 from avatarpose_ns.io.easymocap import SmplSequence
 from dataparser_fixtures import (

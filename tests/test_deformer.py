@@ -7,21 +7,20 @@ import torch
 
 from avatarpose_ns.body.body_model import canonical_body_pose
 from avatarpose_ns.models.deformer import (
-    GRID_CELL_SIZE,
     MAX_DIST,
     SkinningDeformer,
-    _resolve_method,
-    build_vertex_grid,
     forward_skinning,
-    has_scipy,
     invert_affine,
     inverse_skinning,
-    nearest_vertex_index,
     skin_directions,
     vertex_normals,
 )
-
-needs_scipy = pytest.mark.skipif(not has_scipy(), reason="scipy not installed")
+from avatarpose_ns.models.nearest_vertex import (
+    GRID_CELL_SIZE,
+    _resolve_method,
+    build_vertex_grid,
+    nearest_vertex_index,
+)
 
 
 def _bodies(body_model, body_pose, seed=0, requires_grad=False, transl=(0.7, 0.1, 2.5)):
@@ -192,7 +191,6 @@ def test_skinned_directions_follow_the_point_map(body_model):
                                                          body_model.skinning_weights.double()))
 
 
-@needs_scipy
 @pytest.mark.parametrize("max_dist", [None, 0.05])
 def test_kdtree_and_cdist_agree(body_model, max_dist):
     g = torch.Generator().manual_seed(6)
@@ -325,8 +323,7 @@ def test_grid_search_edge_cases(body_model):
     assert torch.equal(unbounded, nearest_vertex_index(points, verts, max_dist=None, method="cdist"))
     assert _resolve_method("auto", torch.device("cuda"), MAX_DIST) == "grid"
     assert _resolve_method("auto", torch.device("cuda"), None) == "cdist"
-    if has_scipy():
-        assert _resolve_method("auto", torch.device("cpu"), MAX_DIST) == "kdtree"
+    assert _resolve_method("auto", torch.device("cpu"), MAX_DIST) == "kdtree"
 
 
 def test_inverse_skinning_grid_matches_cdist(body_model):

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from avatarpose_ns.fitting.priors import angle_prior
+from avatarpose_ns.body.priors import angle_prior
 from avatarpose_ns.fitting.smpl_fit import fit_smpl_to_joints
 from avatarpose_ns.synth.motions import facing_to_global_orient
 

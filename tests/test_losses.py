@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from avatarpose_ns.fitting.priors import angle_prior, correction_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, correction_prior, temporal_smoothness
 from avatarpose_ns.models.compositor import composite_layers
 from avatarpose_ns.models.losses import (
     AvatarLossWeights,
@@ -150,7 +150,6 @@ def test_avatar_losses_bundle():
     assert out["hard_surface_alpha_loss"].item() == pytest.approx(w.hard_surface_alpha * h / 2, rel=1e-5)
     assert out["hard_surface_weights_loss"].item() == pytest.approx(w.hard_surface_weights * h / 4, rel=1e-5)
     assert out["density_outside_loss"].item() == pytest.approx(w.density_outside * 0.2)
-    assert "density_warmup_loss" not in out
     none = avatar_losses(rgb, target, acc, mask, weights=AvatarLossWeights(alpha=0.0))
     assert set(none) == {"rgb_loss", "hard_surface_alpha_loss"}
 

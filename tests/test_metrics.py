@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from avatarpose_ns.body.skeleton import BODY25_TO_AVATARPOSE19, SMPL_LIMBS
+from avatarpose_ns.eval.loading import load_body25_regressor
 from avatarpose_ns.eval.metrics import (
     AVATARPOSE19,
     AVATARPOSE19_JOINT_NAMES,
     evaluate_sequence,
     greedy_match,
     limbs_correct,
-    load_body25_regressor,
     smpl_vertices_to_avatarpose19,
     voc_average_precision,
 )

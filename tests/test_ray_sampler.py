@@ -263,8 +263,10 @@ def test_kept_cells_stay_occupied_after_an_update():
 
     grid = OccupancyGrid(torch.zeros(1, 3), torch.ones(1), resolution=8, decay=0.0, threshold=0.5)
     grid.update(lambda points: torch.zeros(points.shape[:-1]))  # an empty field empties every cell
-    surface = torch.tensor([[[0.1, 0.2, 0.3], [-0.6, 0.0, 0.4]]])
+    kept = torch.zeros(1, 8 ** 3, dtype=torch.bool)
+    kept[0, [3, 100]] = True
+    surface = grid.cell_centres()[:, [3, 100]]  # (1, 2, 3) points in the kept cells
     assert not grid.query(surface).any()
-    grid.keep(surface)
+    grid.keep_cells(kept)
     assert grid.query(surface).all()
     assert int(grid.occupied.sum()) == 2

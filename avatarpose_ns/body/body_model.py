@@ -210,3 +210,10 @@ class BodyModel(torch.nn.Module):
             joint_transforms=transforms,
             shaped_vertices=self.shaped_vertices(betas),
         )
+
+
+def root_joint(body: BodyModel, betas: np.ndarray) -> np.ndarray:
+    """Rest-pose root joint (3,) for ``betas``: the point smplx rotates ``global_orient`` about."""
+    with torch.no_grad():
+        joints = body.rest_joints(torch.tensor(np.asarray(betas).reshape(1, -1), dtype=body.dtype))
+    return joints[0, 0].double().numpy()

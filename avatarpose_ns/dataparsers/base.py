@@ -15,7 +15,7 @@ Outputs (per split), besides nerfstudio's own fields:
   ``frame_position`` (index into ``metadata["frames"]`` and the per-frame SMPL
   arrays) and ``camera_index`` (index into ``metadata["camera_names"]``).
 * ``dataparser_transform`` / ``dataparser_scale``: the scene transform
-  (``scene_transform.SceneTransform``), also in ``metadata["world_to_scene"]``.
+  (``avatarpose_ns.scene.transform.SceneTransform``), also in ``metadata["world_to_scene"]``.
 * ``metadata``: see ``_metadata`` below; SMPL parameters are numpy arrays in
   the input world frame and units (metres), keyed by person id, with per-frame
   rows in ``frames`` order.
@@ -36,11 +36,11 @@ from nerfstudio.data.scene_box import SceneBox
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.cameras_convert import make_cameras
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform, fit_scene_transform, up_rotation
+from avatarpose_ns.scene.transform import SceneTransform, fit_scene_transform, up_rotation
 from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
 from avatarpose_ns.dataparsers.silhouette_init import refine_init_with_silhouettes
 from avatarpose_ns.dataparsers.smpl_init import posed_joints
-from avatarpose_ns.dataparsers.timeline import frame_times
+from avatarpose_ns.scene.timeline import frame_times
 from avatarpose_ns.dataparsers.undistort_cache import CachedView, ViewGeometry, build_cache, default_cache_dir
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig
 from avatarpose_ns.io.easymocap import SmplSequence

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform
+from avatarpose_ns.scene.transform import SceneTransform
 
 
 def scaled_size(width: int, height: int, downscale: float) -> tuple[int, int]:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from avatarpose_ns.body.body_model import BodyModel
-from avatarpose_ns.dataparsers.scene_transform import transform_smpl
+from avatarpose_ns.body.body_model import BodyModel, root_joint
+from avatarpose_ns.scene.transform import transform_smpl
 from avatarpose_ns.dataparsers.sequence import LOG, SequenceError
 from avatarpose_ns.fitting import source_digest
 from avatarpose_ns.fitting.smpl_fit import FitConfig, fit_smpl_to_joints
@@ -51,13 +51,6 @@ BODY25_FOR_SMPL: dict[int, int] = {
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def root_joint(body: BodyModel, betas: np.ndarray) -> np.ndarray:
-    """Rest-pose root joint (3,) for ``betas``: the point smplx rotates ``global_orient`` about."""
-    with torch.no_grad():
-        joints = body.rest_joints(torch.tensor(np.asarray(betas).reshape(1, -1), dtype=body.dtype))
-    return joints[0, 0].double().numpy()
 
 
 def posed_joints(body: BodyModel, seq: SmplSequence) -> np.ndarray:

@@ -25,10 +25,11 @@ from rich.table import Table
 from avatarpose_ns.eval.loading import (
     PoseLoadError,
     choose_joint_set,
+    load_body25_regressor,
     read_pose_source,
     source_to_joints,
 )
-from avatarpose_ns.eval.metrics import PoseMetrics, evaluate_sequence, load_body25_regressor
+from avatarpose_ns.eval.metrics import PoseMetrics, evaluate_sequence
 
 
 @dataclass

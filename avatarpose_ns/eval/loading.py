@@ -2,11 +2,13 @@
 
 Sources are an AvatarPose `smpl.npz` (SMPL parameters per person, posed with the
 body model) or an EasyMocap `keypoints3d/` folder (one json per frame). The
-result is always frame -> person id -> (J, 3) joints in metres.
+result is always frame -> person id -> (J, 3) joints in metres. The BODY25 joint
+regressor file is read here too, so `metrics.py` stays maths over arrays.
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -243,3 +245,83 @@ def source_to_joints(
         raise
     except (OSError, ValueError, ImportError) as err:
         raise PoseLoadError(f"{source.path}: cannot pose the SMPL parameters ({err})") from None
+
+
+# --------------------------------------------------------------------------- BODY25 regressor
+
+_REGRESSOR_KEYS = ("J_regressor_body25", "J_regressor", "regressor", "arr_0")
+
+
+def _sparse_from_npz(archive, path: Path) -> np.ndarray:
+    """Densify a scipy.sparse.save_npz archive (csr, csc or coo) with numpy alone."""
+    fmt = archive["format"].item()
+    fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+    shape = tuple(int(s) for s in archive["shape"])
+    dense = np.zeros(shape, dtype=np.float64)
+    if fmt in ("csr", "csc"):
+        indptr, indices, data = archive["indptr"], archive["indices"], archive["data"]
+        major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        rows, cols = (major, indices) if fmt == "csr" else (indices, major)
+        np.add.at(dense, (rows, cols), data)
+    elif fmt == "coo":
+        np.add.at(dense, (archive["row"], archive["col"]), archive["data"])
+    else:
+        raise ValueError(f"{path}: sparse format '{fmt}' is not supported (use csr, csc, coo or a dense array)")
+    return dense
+
+
+def load_body25_regressor(path: str | Path, num_vertices: int | None = None) -> np.ndarray:
+    """Load a BODY25 joint regressor (J_regressor_body25) as a dense (25, V) float64 array.
+
+    Reads .npy (dense array), .npz (a dense array under J_regressor_body25 /
+    J_regressor / regressor / the single array, or a scipy sparse matrix saved
+    with save_npz) and .txt / .csv (np.loadtxt). A (V, 25) array is transposed.
+    num_vertices, when given, must equal V. Errors name the file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: BODY25 joint regressor file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.files)
+                if {"format", "shape", "data"} <= set(keys):
+                    array = _sparse_from_npz(archive, path)
+                else:
+                    key = next((k for k in _REGRESSOR_KEYS if k in keys), None)
+                    if key is None and len(keys) == 1:
+                        key = keys[0]
+                    if key is None:
+                        raise ValueError(
+                            f"{path}: cannot tell which array is the regressor (keys: {keys}); "
+                            f"name it one of {list(_REGRESSOR_KEYS[:3])}"
+                        )
+                    array = archive[key]
+        elif suffix in (".txt", ".csv"):
+            array = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+        else:
+            raise ValueError(f"{path}: unsupported regressor file type '{suffix}' (use .npy, .npz or .txt)")
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: cannot read BODY25 regressor ({err})") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot read BODY25 regressor ({err!r})") from None
+    try:
+        array = np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: BODY25 regressor is not a numeric array") from None
+    if array.ndim != 2 or 25 not in array.shape:
+        raise ValueError(f"{path}: BODY25 regressor must be (25, V), got shape {array.shape}")
+    if array.shape[0] != 25:
+        array = array.T
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{path}: BODY25 regressor contains NaN or infinite values")
+    if num_vertices is not None and array.shape[1] != num_vertices:
+        raise ValueError(
+            f"{path}: BODY25 regressor is for {array.shape[1]} vertices but the body model has {num_vertices}"
+        )
+    return array

@@ -29,9 +29,7 @@ Per frame, with P predictions and G ground-truth (GT) persons of J joints:
 from __future__ import annotations
 
 import math
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -135,11 +133,6 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     if pred.shape[1] != gt.shape[1]:
         raise ValueError(f"predictions have {pred.shape[1]} joints but ground truth has {gt.shape[1]}")
     return np.linalg.norm(pred[:, None] - gt[None], axis=-1)
-
-
-def mpjpe_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Mean per-joint position error of every prediction to every GT. (P, J, 3), (G, J, 3) -> (P, G)"""
-    return joint_errors(pred, gt).mean(axis=-1)
 
 
 def greedy_match(cost: np.ndarray, max_cost: float = math.inf) -> list[tuple[int, int]]:
@@ -339,36 +332,24 @@ def _stack(people: Mapping[int, np.ndarray], what: str, frame: int) -> tuple[lis
     return ids, stacked
 
 
-def evaluate_sequence(
-    pred: FramePoses,
-    gt: FramePoses,
-    joint_set: str | JointSet | None = "smpl24",
-    pred_conf: Mapping[int, Mapping[int, float]] | None = None,
-    ap_thresholds: tuple[float, ...] = AP_THRESHOLDS_MM,
-) -> PoseMetrics:
-    """Evaluate multi-person 3D poses over a sequence.
+@dataclass
+class _Frame:
+    """One GT frame's validated poses: ids and (N, J, 3) metres (None: no person), prediction confidences."""
 
-    pred, gt: frame -> person id -> (J, 3) joints in metres (extra columns,
-        e.g. a confidence, are ignored). Every GT frame is evaluated; a GT frame
-        without predictions counts its persons as misses. Predicted frames absent
-        from the GT are ignored (nothing to score them against).
-    joint_set: 'smpl24', 'avatarpose19', a JointSet, or None for any J without
-        limbs/groups (PCP is then NaN).
-    pred_conf: frame -> person id -> confidence, for every prediction, or None
-        (then AP ranks by error).
+    frame: int
+    gt_ids: list[int]
+    gt: np.ndarray | None
+    pred_ids: list[int]
+    pred: np.ndarray | None
+    conf: np.ndarray  # (P,)
 
-    Raises ValueError on joint-count mismatches, malformed arrays, missing
-    confidences or a GT without any person.
-    """
-    if joint_set is not None:
-        jset = get_joint_set(joint_set)
-    else:
-        jset = None
 
-    gt_frames = sorted(gt)
-    frames_data = []
+def _check_frames(pred: FramePoses, gt: FramePoses, jset: JointSet | None,
+                  pred_conf: Mapping[int, Mapping[int, float]] | None) -> tuple[list[_Frame], JointSet]:
+    """Stack and validate every GT frame; the joint set (a generic one when ``jset`` is None)."""
+    frames = []
     num_joints: int | None = jset.num_joints if jset is not None else None
-    for frame in gt_frames:
+    for frame in sorted(gt):
         gt_ids, gt_arr = _stack(gt[frame], "ground truth", frame)
         pred_ids, pred_arr = _stack(pred.get(frame, {}), "prediction", frame)
         for what, arr in (("ground truth", gt_arr), ("prediction", pred_arr)):
@@ -390,66 +371,81 @@ def evaluate_sequence(
             conf = np.asarray([float(frame_conf[pid]) for pid in pred_ids])
         else:
             conf = np.zeros(len(pred_ids))
-        frames_data.append((frame, gt_ids, gt_arr, pred_ids, pred_arr, conf))
+        frames.append(_Frame(frame, gt_ids, gt_arr, pred_ids, pred_arr, conf))
 
-    if num_joints is None or not any(d[1] for d in frames_data):
+    if num_joints is None or not any(f.gt_ids for f in frames):
         raise ValueError("ground truth contains no persons")
-    if jset is None:
-        jset = generic_joint_set(num_joints)
+    return frames, jset if jset is not None else generic_joint_set(num_joints)
 
+
+@dataclass
+class SequenceMatches:
+    """What the per-frame matching found, before any averaging. Errors in mm."""
+
+    num_joints: int
+    # per prediction (AP / recall): error to its closest GT, that GT's sequence-wide index (-1: none), confidence
+    pred_errors: list[float] = field(default_factory=list)
+    pred_gt_index: list[int] = field(default_factory=list)
+    pred_conf: list[float] = field(default_factory=list)
+    # matched pairs (MPJPE / PCK): per-joint errors (J,), frame, GT id, prediction id
+    pair_errors: list[np.ndarray] = field(default_factory=list)
+    pair_frames: list[int] = field(default_factory=list)
+    pair_gt_ids: list[int] = field(default_factory=list)
+    pair_pred_ids: list[int] = field(default_factory=list)
+    # per GT person id: frames present, limbs correct
+    person_frames: dict[int, int] = field(default_factory=dict)
+    person_limbs_ok: dict[int, int] = field(default_factory=dict)
+    limbs_ok: int = 0
+    num_frames: int = 0
+    num_gt: int = 0
+    num_pred: int = 0
+
+
+def match_frames(frames: list[_Frame], jset: JointSet) -> SequenceMatches:
+    """Per frame: each prediction's closest GT, the greedy one-to-one MPJPE matching, PCP limbs."""
     limbs = jset.limbs
-    num_limbs = len(limbs)
-
-    # per prediction (AP / recall)
-    rec_err: list[float] = []
-    rec_gt: list[int] = []
-    rec_conf: list[float] = []
-    # matched pairs (MPJPE / PCK)
-    m_err: list[np.ndarray] = []
-    m_frame: list[int] = []
-    m_gt: list[int] = []
-    m_pred: list[int] = []
-    # per GT person
-    person_frames: dict[int, int] = {}
-    person_limbs_ok: dict[int, int] = {}
-    pcp_ok = 0
-    num_gt = 0
-    num_pred = 0
-
-    for frame, gt_ids, gt_arr, pred_ids, pred_arr, conf in frames_data:
-        g_count = len(gt_ids)
-        p_count = len(pred_ids)
-        base = num_gt  # global GT index of this frame's first person
-        num_gt += g_count
-        num_pred += p_count
-        for gid in gt_ids:
-            person_frames[gid] = person_frames.get(gid, 0) + 1
-            person_limbs_ok.setdefault(gid, 0)
+    found = SequenceMatches(num_joints=jset.num_joints, num_frames=len(frames))
+    for f in frames:
+        g_count = len(f.gt_ids)
+        p_count = len(f.pred_ids)
+        base = found.num_gt  # global GT index of this frame's first person
+        found.num_gt += g_count
+        found.num_pred += p_count
+        for gid in f.gt_ids:
+            found.person_frames[gid] = found.person_frames.get(gid, 0) + 1
+            found.person_limbs_ok.setdefault(gid, 0)
         if p_count and g_count:
-            errs = joint_errors(pred_arr * 1000.0, gt_arr * 1000.0)  # (P, G, J) mm
+            errs = joint_errors(f.pred * 1000.0, f.gt * 1000.0)  # (P, G, J) mm
             cost = errs.mean(axis=-1)  # (P, G)
             closest = cost.argmin(axis=1)
-            rec_err.extend(cost[np.arange(p_count), closest].tolist())
-            rec_gt.extend((base + closest).tolist())
+            found.pred_errors.extend(cost[np.arange(p_count), closest].tolist())
+            found.pred_gt_index.extend((base + closest).tolist())
             for p, g in greedy_match(cost, MATCH_THRESHOLD_MM):
-                m_err.append(errs[p, g])
-                m_frame.append(frame)
-                m_gt.append(gt_ids[g])
-                m_pred.append(pred_ids[p])
-            if num_limbs:
+                found.pair_errors.append(errs[p, g])
+                found.pair_frames.append(f.frame)
+                found.pair_gt_ids.append(f.gt_ids[g])
+                found.pair_pred_ids.append(f.pred_ids[p])
+            if limbs:
                 nearest_pred = cost.argmin(axis=0)  # (G,)
-                for g, gid in enumerate(gt_ids):
-                    ok = int(limbs_correct(pred_arr[nearest_pred[g]], gt_arr[g], limbs).sum())
-                    pcp_ok += ok
-                    person_limbs_ok[gid] += ok
+                for g, gid in enumerate(f.gt_ids):
+                    ok = int(limbs_correct(f.pred[nearest_pred[g]], f.gt[g], limbs).sum())
+                    found.limbs_ok += ok
+                    found.person_limbs_ok[gid] += ok
         elif p_count:  # predictions in a frame whose GT is empty: all false positives
-            rec_err.extend([math.inf] * p_count)
-            rec_gt.extend([-1] * p_count)
-        rec_conf.extend(conf.tolist())
+            found.pred_errors.extend([math.inf] * p_count)
+            found.pred_gt_index.extend([-1] * p_count)
+        found.pred_conf.extend(f.conf.tolist())
+    return found
 
-    errors = np.asarray(rec_err, dtype=np.float64)
-    gt_index = np.asarray(rec_gt, dtype=np.int64)
-    scores = np.asarray(rec_conf, dtype=np.float64) if pred_conf is not None else None
+
+def aggregate_matches(found: SequenceMatches, jset: JointSet, ranked_by_conf: bool,
+                      ap_thresholds: tuple[float, ...] = AP_THRESHOLDS_MM) -> PoseMetrics:
+    """Sequence-level metrics from the matching: AP@K, Recall@500, MPJPE, PCK@50, PCP, per joint/group/person."""
+    num_gt, num_joints = found.num_gt, found.num_joints
+    num_limbs = len(jset.limbs)
+    errors = np.asarray(found.pred_errors, dtype=np.float64)
+    gt_index = np.asarray(found.pred_gt_index, dtype=np.int64)
+    scores = np.asarray(found.pred_conf, dtype=np.float64) if ranked_by_conf else None
     order = rank_predictions(errors, scores)
     ap: dict[int, float] = {}
     ap_recall: dict[int, float] = {}
@@ -461,8 +457,8 @@ def evaluate_sequence(
     recalled = np.unique(gt_index[(errors < RECALL_THRESHOLD_MM) & (gt_index >= 0)])
     recall500 = 100.0 * len(recalled) / num_gt
 
-    matched = np.asarray(m_err, dtype=np.float64).reshape(len(m_err), num_joints)
-    m_gt_arr = np.asarray(m_gt, dtype=np.int64)
+    matched = np.asarray(found.pair_errors, dtype=np.float64).reshape(len(found.pair_errors), num_joints)
+    m_gt_arr = np.asarray(found.pair_gt_ids, dtype=np.int64)
     nan = float("nan")
     if len(matched):
         mpjpe = float(matched.mean())
@@ -474,17 +470,18 @@ def evaluate_sequence(
     per_group = {
         name: float(per_joint[list(idx)].mean()) if len(matched) else nan for name, idx in jset.groups.items()
     }
-    pcp = 100.0 * pcp_ok / (num_gt * num_limbs) if num_limbs else nan
+    pcp = 100.0 * found.limbs_ok / (num_gt * num_limbs) if num_limbs else nan
 
     per_person: dict[int, PersonMetrics] = {}
-    for gid in sorted(person_frames):
+    for gid in sorted(found.person_frames):
         rows = matched[m_gt_arr == gid]
+        frames = found.person_frames[gid]
         per_person[gid] = PersonMetrics(
-            num_frames=person_frames[gid],
+            num_frames=frames,
             num_matched=len(rows),
             mpjpe=float(rows.mean()) if len(rows) else nan,
             pck50=100.0 * float((rows < PCK_THRESHOLD_MM).mean()) if len(rows) else nan,
-            pcp=100.0 * person_limbs_ok[gid] / (person_frames[gid] * num_limbs) if num_limbs else nan,
+            pcp=100.0 * found.person_limbs_ok[gid] / (frames * num_limbs) if num_limbs else nan,
         )
 
     return PoseMetrics(
@@ -499,95 +496,43 @@ def evaluate_sequence(
         per_joint_mpjpe=per_joint,
         per_group_mpjpe=per_group,
         per_person=per_person,
-        num_frames=len(frames_data),
+        num_frames=found.num_frames,
         num_gt=num_gt,
-        num_pred=num_pred,
+        num_pred=found.num_pred,
         num_matched=len(matched),
         matched_errors=matched,
-        matched_frames=np.asarray(m_frame, dtype=np.int64),
+        matched_frames=np.asarray(found.pair_frames, dtype=np.int64),
         matched_gt_ids=m_gt_arr,
-        matched_pred_ids=np.asarray(m_pred, dtype=np.int64),
+        matched_pred_ids=np.asarray(found.pair_pred_ids, dtype=np.int64),
     )
 
 
-# --------------------------------------------------------------------------- BODY25 regressor
+def evaluate_sequence(
+    pred: FramePoses,
+    gt: FramePoses,
+    joint_set: str | JointSet | None = "smpl24",
+    pred_conf: Mapping[int, Mapping[int, float]] | None = None,
+    ap_thresholds: tuple[float, ...] = AP_THRESHOLDS_MM,
+) -> PoseMetrics:
+    """Evaluate multi-person 3D poses over a sequence.
 
-_REGRESSOR_KEYS = ("J_regressor_body25", "J_regressor", "regressor", "arr_0")
+    pred, gt: frame -> person id -> (J, 3) joints in metres (extra columns,
+        e.g. a confidence, are ignored). Every GT frame is evaluated; a GT frame
+        without predictions counts its persons as misses. Predicted frames absent
+        from the GT are ignored (nothing to score them against).
+    joint_set: 'smpl24', 'avatarpose19', a JointSet, or None for any J without
+        limbs/groups (PCP is then NaN).
+    pred_conf: frame -> person id -> confidence, for every prediction, or None
+        (then AP ranks by error).
 
-
-def _sparse_from_npz(archive, path: Path) -> np.ndarray:
-    """Densify a scipy.sparse.save_npz archive (csr, csc or coo) with numpy alone."""
-    fmt = archive["format"].item()
-    fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
-    shape = tuple(int(s) for s in archive["shape"])
-    dense = np.zeros(shape, dtype=np.float64)
-    if fmt in ("csr", "csc"):
-        indptr, indices, data = archive["indptr"], archive["indices"], archive["data"]
-        major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        rows, cols = (major, indices) if fmt == "csr" else (indices, major)
-        np.add.at(dense, (rows, cols), data)
-    elif fmt == "coo":
-        np.add.at(dense, (archive["row"], archive["col"]), archive["data"])
-    else:
-        raise ValueError(f"{path}: sparse format '{fmt}' is not supported (use csr, csc, coo or a dense array)")
-    return dense
-
-
-def load_body25_regressor(path: str | Path, num_vertices: int | None = None) -> np.ndarray:
-    """Load a BODY25 joint regressor (J_regressor_body25) as a dense (25, V) float64 array.
-
-    Reads .npy (dense array), .npz (a dense array under J_regressor_body25 /
-    J_regressor / regressor / the single array, or a scipy sparse matrix saved
-    with save_npz) and .txt / .csv (np.loadtxt). A (V, 25) array is transposed.
-    num_vertices, when given, must equal V. Errors name the file.
+    Raises ValueError on joint-count mismatches, malformed arrays, missing
+    confidences or a GT without any person.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: BODY25 joint regressor file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                keys = list(archive.files)
-                if {"format", "shape", "data"} <= set(keys):
-                    array = _sparse_from_npz(archive, path)
-                else:
-                    key = next((k for k in _REGRESSOR_KEYS if k in keys), None)
-                    if key is None and len(keys) == 1:
-                        key = keys[0]
-                    if key is None:
-                        raise ValueError(
-                            f"{path}: cannot tell which array is the regressor (keys: {keys}); "
-                            f"name it one of {list(_REGRESSOR_KEYS[:3])}"
-                        )
-                    array = archive[key]
-        elif suffix in (".txt", ".csv"):
-            array = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
-        else:
-            raise ValueError(f"{path}: unsupported regressor file type '{suffix}' (use .npy, .npz or .txt)")
-    except ValueError as err:
-        if str(err).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: cannot read BODY25 regressor ({err})") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: cannot read BODY25 regressor ({err!r})") from None
-    try:
-        array = np.asarray(array, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: BODY25 regressor is not a numeric array") from None
-    if array.ndim != 2 or 25 not in array.shape:
-        raise ValueError(f"{path}: BODY25 regressor must be (25, V), got shape {array.shape}")
-    if array.shape[0] != 25:
-        array = array.T
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{path}: BODY25 regressor contains NaN or infinite values")
-    if num_vertices is not None and array.shape[1] != num_vertices:
-        raise ValueError(
-            f"{path}: BODY25 regressor is for {array.shape[1]} vertices but the body model has {num_vertices}"
-        )
-    return array
+    frames, jset = _check_frames(pred, gt, get_joint_set(joint_set) if joint_set is not None else None, pred_conf)
+    return aggregate_matches(match_frames(frames, jset), jset, pred_conf is not None, ap_thresholds)
+
+
+# --------------------------------------------------------------------------- BODY25 joints
 
 
 def body25_to_avatarpose19(joints: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.body.body_model import BodyModel
-from avatarpose_ns.dataparsers.smpl_init import root_joint
+from avatarpose_ns.body.body_model import root_joint
 from avatarpose_ns.eval.loading import smpl_sequences_to_joints
 from avatarpose_ns.io.easymocap import SmplSequence, write_keypoints3d_folder, write_smpl_npz
 

@@ -28,7 +28,8 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from avatarpose_ns.models.deformer import forward_skinning, nearest_vertex_index, vertex_normals
+from avatarpose_ns.models.deformer import forward_skinning, vertex_normals
+from avatarpose_ns.models.nearest_vertex import nearest_vertex_index
 
 LITE_MARCH_STEP = 0.01  # metres: avatarpose-lite's min_step and the body prior's opacity step
 SURFACE_OPACITY = 0.5

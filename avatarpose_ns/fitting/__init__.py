@@ -13,9 +13,11 @@ def source_digest() -> str:
 
     Part of the on-disk cache key of every fit's result, so that a change to the fitting code
     (a new hypothesis, a changed loss) is never answered with a result the old code computed.
+    The pose priors the fits use live in ``avatarpose_ns/body/priors.py`` and count too.
     """
     digest = hashlib.sha1()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    here = Path(__file__).parent
+    for path in [*sorted(here.glob("*.py")), here.parent / "body" / "priors.py"]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

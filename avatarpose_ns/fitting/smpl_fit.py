@@ -15,7 +15,7 @@ import torch
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.body.skeleton import JOINT_INDEX, SMPL_PARENTS
-from avatarpose_ns.fitting.priors import angle_prior, l2_pose_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, l2_pose_prior, temporal_smoothness
 from avatarpose_ns.io.easymocap import SmplSequence
 
 TORSO_JOINTS = tuple(JOINT_INDEX[n] for n in (

@@ -4,7 +4,7 @@ One person at a time, all frames at once: starting from an initialisation
 (usually `smpl_fit.fit_smpl_to_joints` on triangulated 3D keypoints), the body's
 24 joints are projected through every calibrated, distorted camera and pulled
 onto the detected 2D keypoints with a robust (Geman-McClure), confidence-weighted
-reprojection error, plus the pose priors of `priors.py`, a shape prior and
+reprojection error, plus the pose priors of `avatarpose_ns/body/priors.py`, a shape prior and
 temporal smoothness. Betas are shared by all frames.
 
 The projection is OpenCV's pinhole + Brown-Conrady model (k1 k2 p1 p2 k3) written
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from avatarpose_ns.body.body_model import BodyModel
-from avatarpose_ns.fitting.priors import angle_prior, l2_pose_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, l2_pose_prior, temporal_smoothness
 from avatarpose_ns.fitting.smpl_fit import _geman_mcclure
 from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence

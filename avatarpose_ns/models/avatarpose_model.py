@@ -22,8 +22,8 @@ from torchmetrics.functional import peak_signal_noise_ratio
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from avatarpose_ns.body.body_model import BodyModel
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform
-from avatarpose_ns.dataparsers.timeline import time_to_frame_position
+from avatarpose_ns.scene.transform import SceneTransform
+from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.models.compositor import instance_map

@@ -10,7 +10,7 @@ over `step` metres is fitted to that label by binary cross-entropy. Colours are 
 to the images. Then `canonical_body_cells` gives the occupancy-grid cells that hold
 the body, so pruning never removes the body itself.
 
-Torch only (scipy's cKDTree for the neighbour search on a CPU when it imports).
+Torch, and scipy's cKDTree for the neighbour search on a CPU.
 Shapes: V vertices, F faces, N points, L people, R grid resolution.
 """
 
@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from avatarpose_ns.models.canonical_field import CanonicalField
-from avatarpose_ns.models.deformer import nearest_vertex_index, vertex_normals
+from avatarpose_ns.models.deformer import vertex_normals
+from avatarpose_ns.models.nearest_vertex import nearest_vertex_index
 from avatarpose_ns.models.losses import densities_to_opacities
 
 

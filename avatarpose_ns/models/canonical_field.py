@@ -100,7 +100,10 @@ def trunc_exp(x: Tensor) -> Tensor:
 
 @dataclass
 class CanonicalFieldConfig:
-    """Sizes of one person's canonical field.  Defaults: AvatarPose's released configuration."""
+    """Sizes of one person's canonical field.
+
+    Defaults: AvatarPose's released sizes (16 levels x 2, table 2^19, base 16, scale 1.5, MLPs 64 wide).
+    """
 
     num_levels: int = 16
     """Hash grid levels."""
@@ -135,11 +138,6 @@ class CanonicalFieldConfig:
     """Hash grid back-end: tinycudann for CUDA inputs when it imports ("auto"), or always torch."""
 
     @classmethod
-    def released(cls) -> "CanonicalFieldConfig":
-        """AvatarPose's released sizes: 16 levels x 2, table 2^19, base 16, scale 1.5, MLPs 64 wide."""
-        return cls()
-
-    @classmethod
     def small(cls) -> "CanonicalFieldConfig":
         """CPU ("lite") preset: 8 levels x 2, table 2^16, base 16, scale 1.5, MLPs 32 wide.
 
@@ -162,8 +160,6 @@ class CanonicalFieldConfig:
             hidden_dim_color=32,
             num_color_layers=2,
         )
-
-    lite = small
 
 
 def canonical_bbox(vertices: Union[Tensor, np.ndarray], scale: float = 1.2) -> Tuple[Tensor, Tensor]:
@@ -238,12 +234,6 @@ class CanonicalField(nn.Module):
                               config.num_color_layers, 3)
 
     # ------------------------------------------------------------------ box
-    @torch.no_grad()
-    def set_bbox(self, centre: Union[Tensor, Sequence[float]], half_size: Union[Tensor, float]) -> None:
-        """Move the canonical cube (e.g. after the shape changed); the grid contents stay in normalised space."""
-        self.bbox_centre.copy_(_as_float32(centre).reshape(3))
-        self.bbox_half_size.copy_(_as_float32(half_size).reshape(()))
-
     def normalize(self, points: Tensor) -> Tuple[Tensor, Tensor]:
         """Points (N, 3) in metres -> coordinates in the unit cube (N, 3) and inside-cube mask (N,)."""
         centre = self.bbox_centre.to(points.dtype)

@@ -271,9 +271,6 @@ class HashGridEncoding(nn.Module):
     def n_output_dims(self) -> int:
         return self.num_levels * self.features_per_level
 
-    def get_out_dim(self) -> int:
-        return self.n_output_dims
-
     @property
     def table(self) -> Tensor:
         """The parameters as a (rows, features_per_level) view."""

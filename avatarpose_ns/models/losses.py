@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from avatarpose_ns.fitting.priors import angle_prior, correction_prior, l2_pose_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, correction_prior, l2_pose_prior, temporal_smoothness
 
 # log(1 + e^-1): makes the hard-surface penalty exactly 0 at 0 and 1.
 HARD_SURFACE_OFFSET = math.log1p(math.exp(-1.0))
@@ -43,9 +43,6 @@ class AvatarLossWeights:
     """Mean density at points the occupancy grid marks empty, evaluated every step. (The
     upstream code adds it with weight 20 only on the steps that update the grid, every
     20 steps: the same weight per step on average.)"""
-    density_warmup: float = 0.5
-    """Mean density over all grid points, early in training only (the caller decides when
-    to pass them)."""
 
 
 @dataclass
@@ -222,9 +219,7 @@ def avatar_losses(
     fg_mask: torch.Tensor,
     person_accumulation: Optional[torch.Tensor] = None,
     sample_weights: Optional[torch.Tensor] = None,
-    sample_valid: Optional[torch.Tensor] = None,
     density_outside: Optional[torch.Tensor] = None,
-    density_all: Optional[torch.Tensor] = None,
     weights: Optional[AvatarLossWeights] = None,
 ) -> Dict[str, torch.Tensor]:
     """Weighted avatar-phase losses.
@@ -233,14 +228,12 @@ def avatar_losses(
         rgb, target_rgb: (R, 3); the target is background colour outside the mask.
         accumulation: (R,) rendered opacity; fg_mask: (R,) in {0, 1} (or soft).
         person_accumulation: (R, L) for the layer entropy (skipped when None).
-        sample_weights: (R, N) sorted composite weights for the weight hard-surface term;
-            sample_valid (R, N) restricts its mean to real samples.
+        sample_weights: (R, N) sorted composite weights for the weight hard-surface term.
         density_outside: (M,) densities at points the occupancy grid marks empty.
-        density_all: (K,) densities over all grid points, for the early warm-up term.
         weights: :class:`AvatarLossWeights` (defaults when None).
 
     Returns {"rgb_loss", "alpha_loss", "layer_entropy_loss", "hard_surface_alpha_loss",
-    "hard_surface_weights_loss", "density_outside_loss", "density_warmup_loss"}, each
+    "hard_surface_weights_loss", "density_outside_loss"}, each
     already weighted, the ones without inputs or with weight 0 left out.
     """
     w = weights or AvatarLossWeights()
@@ -254,11 +247,9 @@ def avatar_losses(
     if w.hard_surface_alpha:
         out["hard_surface_alpha_loss"] = w.hard_surface_alpha * hard_surface_loss(accumulation)
     if w.hard_surface_weights and sample_weights is not None:
-        out["hard_surface_weights_loss"] = w.hard_surface_weights * hard_surface_loss(sample_weights, sample_valid)
+        out["hard_surface_weights_loss"] = w.hard_surface_weights * hard_surface_loss(sample_weights)
     if w.density_outside and density_outside is not None:
         out["density_outside_loss"] = w.density_outside * density_regulariser(density_outside)
-    if w.density_warmup and density_all is not None:
-        out["density_warmup_loss"] = w.density_warmup * density_regulariser(density_all)
     return out
 
 
@@ -271,7 +262,6 @@ def pose_losses(
     transl: Optional[torch.Tensor] = None,
     smooth_pose: Optional[torch.Tensor] = None,
     collision_opacities: Optional[torch.Tensor] = None,
-    collision_valid: Optional[torch.Tensor] = None,
     weights: Optional[PoseLossWeights] = None,
     body_pose_init: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
@@ -284,7 +274,7 @@ def pose_losses(
         smooth_pose: joint angles for smoothness, (F, D) or (P, F, D); defaults to body_pose
             (pass global orientation concatenated with it to smooth that too).
         collision_opacities: (..., L) per-person opacities at sample points, see
-            :func:`collision_loss`; collision_valid (...) bool.
+            :func:`collision_loss`.
         weights: :class:`PoseLossWeights` (defaults when None).
         body_pose_init: the initial body poses, shaped like body_pose, for the correction prior.
 
@@ -308,7 +298,7 @@ def pose_losses(
         flat, flat_init = body_pose.reshape(-1, body_pose.shape[-1]), body_pose_init.reshape(-1, body_pose.shape[-1])
         out["correction_loss"] = w.correction * correction_prior(flat, flat_init, w.correction_joints).mean()
     if w.collision and collision_opacities is not None:
-        out["collision_loss"] = w.collision * collision_loss(collision_opacities, collision_valid)
+        out["collision_loss"] = w.collision * collision_loss(collision_opacities)
     if smooth_pose is None:
         smooth_pose = body_pose
     terms = [(w.smoothness, transl), (w.smoothness_pose, smooth_pose)]

@@ -82,17 +82,6 @@ class OccupancyGrid(torch.nn.Module):
         """(L,) edge length of a cell."""
         return 2 * self.half_size / self.resolution
 
-    def reset(self, centres: torch.Tensor | None = None, half_sizes: torch.Tensor | float | None = None) -> None:
-        """Back to all occupied (optionally with a new cube, e.g. after the shape changed)."""
-        if centres is not None:
-            self.centre.copy_(torch.as_tensor(centres, dtype=self.centre.dtype).reshape(-1, 3))
-        if half_sizes is not None:
-            self.half_size.copy_(torch.as_tensor(half_sizes, dtype=self.half_size.dtype).reshape(-1)
-                                 .expand(self.num_people))
-        self.values.fill_(self.init_value)
-        self.occupied.fill_(self.init_value > self.threshold)
-        self.num_updates.zero_()
-
     def cell_centres(self) -> torch.Tensor:
         """(L, R^3, 3) centres of all cells, flattened in (i, j, k) order."""
         res = self.resolution
@@ -160,13 +149,6 @@ class OccupancyGrid(torch.nn.Module):
         self.occupied.copy_((values > threshold).reshape(self.occupied.shape))
         self.num_updates += 1
         return True
-
-    @torch.no_grad()
-    def keep(self, points_canonical: torch.Tensor) -> None:
-        """Mark the cells holding these points (L, M, 3) occupied, whatever the fields say."""
-        flat, inside = self._cell_index(points_canonical.to(self.centre.dtype))
-        occupied = self.occupied.reshape(self.num_people, -1)
-        occupied.scatter_(1, flat, occupied.gather(1, flat) | inside)
 
     @torch.no_grad()
     def keep_cells(self, cells: torch.Tensor) -> None:

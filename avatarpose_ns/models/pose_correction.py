@@ -88,10 +88,6 @@ class SmplState(nn.Module):
         """Pose, orientation and translation corrections on or off (shape is separate)."""
         self.set_trainable({"pose_mlp": trainable, "transl_orient": trainable})
 
-    @property
-    def pose_trainable(self) -> bool:
-        return any(p.requires_grad for n in ("pose_mlp", "transl_orient") for p in self.parameter_groups()[n])
-
     # ------------------------------------------------------------------ parameters
     @property
     def betas(self) -> torch.Tensor:

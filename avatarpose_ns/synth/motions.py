@@ -21,7 +21,7 @@ import torch
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.body.skeleton import JOINT_INDEX as J
-from avatarpose_ns.fitting.priors import angle_prior, temporal_smoothness
+from avatarpose_ns.body.priors import angle_prior, temporal_smoothness
 from avatarpose_ns.io.easymocap import SmplSequence
 from avatarpose_ns.synth.capsules import capsule_overlap
 

@@ -30,8 +30,8 @@ from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, Vie
 from torch import nn
 
 from avatarpose_ns.body.skeleton import SMPL_PARENTS
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform
-from avatarpose_ns.dataparsers.timeline import time_to_frame_position
+from avatarpose_ns.scene.transform import SceneTransform
+from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.models.palette import GROUND_TRUTH_COLOUR, person_colour
 
 VISER_SCALE = 10.0  # nerfstudio.viewer.viewer.VISER_NERFSTUDIO_SCALE_RATIO

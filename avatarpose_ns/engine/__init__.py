@@ -1,1 +1,0 @@
-"""Training utilities: schedulers whose state loads with torch.load(weights_only=True)."""
