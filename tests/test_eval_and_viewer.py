@@ -68,13 +68,12 @@ def test_pose_metrics_match_the_export_and_eval_path(runs, body_model):
     """The pipeline's numbers equal avatarpose-eval's on the exported poses and the GT file."""
     from avatarpose_ns.eval.loading import smpl_sequences_to_joints
     from avatarpose_ns.eval.metrics import evaluate_sequence
-    from avatarpose_ns.export.poses import smpl_sequences
     from avatarpose_ns.io.easymocap import read_smpl_npz
 
     pipeline = runs["gt"].pipeline
     data = Path(pipeline.datamanager.config.data)
     gt = smpl_sequences_to_joints(read_smpl_npz(data / "smpl_gt" / "smpl.npz"), body_model)
-    pred = smpl_sequences_to_joints(smpl_sequences(pipeline.model), body_model)
+    pred = smpl_sequences_to_joints(pipeline.model.smpl_sequences(), body_model)
     expected = evaluate_sequence(pred, gt)
     got = pipeline.get_pose_metrics()
     assert got["mpjpe"] == pytest.approx(expected.mpjpe, rel=1e-5)

@@ -59,12 +59,11 @@ def test_poses_round_trip_through_every_format(run, tmp_path, body_model):
     from avatarpose_ns.dataparsers.smpl_init import read_easymocap_smpl
     from avatarpose_ns.eval.loading import read_pose_source, smpl_sequences_to_joints
     from avatarpose_ns.export.cli import ExportPoses
-    from avatarpose_ns.export.poses import smpl_sequences
 
     config_path, _, trainer = run
     ExportPoses(load_config=config_path, output_dir=tmp_path).main()
     model = trainer.pipeline.model
-    expected = smpl_sequences(model)
+    expected = model.smpl_sequences()
     frames = model.frame_numbers
     assert sorted(p.name for p in (tmp_path / "smpl").iterdir()) == [f"{f:06d}.json" for f in frames]
     _assert_same(read_smpl_npz(tmp_path / "smpl.npz"), expected)

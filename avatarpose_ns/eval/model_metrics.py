@@ -18,7 +18,6 @@ import torch
 
 from avatarpose_ns.eval.loading import FrameJoints, smpl_sequences_to_joints
 from avatarpose_ns.eval.metrics import PoseMetrics, evaluate_sequence
-from avatarpose_ns.export.poses import smpl_sequences
 from avatarpose_ns.io.easymocap import SmplSequence
 
 JOINT_SET = "smpl24"
@@ -35,22 +34,22 @@ def ground_truth_sequences(metadata: Mapping) -> Optional[Dict[int, SmplSequence
 
 def ground_truth_joints(model) -> Optional[FrameJoints]:
     """frame number -> GT person id -> (24, 3) joints, metres; None without ground truth."""
-    people = ground_truth_sequences(model.kwargs.get("metadata", {}))
+    people = ground_truth_sequences(model.ground_truth_metadata())
     if people is None:
         return None
-    return smpl_sequences_to_joints(people, model.avatars.body_model, JOINT_SET)
+    return smpl_sequences_to_joints(people, model.body_model, JOINT_SET)
 
 
 def predicted_joints(model) -> FrameJoints:
     """The model's current poses: frame number -> person id -> (24, 3) joints, metres."""
-    return smpl_sequences_to_joints(smpl_sequences(model), model.avatars.body_model, JOINT_SET)
+    return smpl_sequences_to_joints(model.smpl_sequences(), model.body_model, JOINT_SET)
 
 
 @torch.no_grad()
 def frame_joints(model, frame_position: int, with_vertices: bool = False):
     """Everyone's current joints (L, 24, 3) at one frame position, and vertices (L, V, 3) or None; numpy."""
     params = model.avatars.smpl.frame(int(frame_position))
-    body = model.avatars.body_model
+    body = model.body_model
     if with_vertices:
         out = body(**params)
         return out.joints.cpu().double().numpy(), out.vertices.cpu().double().numpy()

@@ -38,15 +38,6 @@ class PoseExport:
     keypoints3d: Path  # folder of <frame>.json
 
 
-def smpl_sequences(model) -> Dict[int, SmplSequence]:
-    """An AvatarPoseModel's current parameters -> {person id: SmplSequence}."""
-    state = {k: v.detach().cpu().numpy() for k, v in model.avatars.smpl.export().items()}
-    frames = np.asarray(model.frame_numbers, dtype=np.int64)
-    return {pid: SmplSequence(betas=state["betas"][i], body_pose=state["body_pose"][i],
-                              global_orient=state["global_orient"][i], transl=state["transl"][i], frames=frames)
-            for i, pid in enumerate(model.person_ids)}
-
-
 def easymocap_records(people: Dict[int, SmplSequence], body: BodyModel) -> Dict[int, list]:
     """Standard SMPL parameters -> frame -> EasyMocap records ``[{id, Rh, Th, poses, shapes}]``.
 
@@ -80,8 +71,8 @@ def write_easymocap_smpl_folder(folder: Path, people: Dict[int, SmplSequence], b
 def export_poses(model, output_dir: Path) -> PoseExport:
     """Write smpl.npz, smpl/<frame>.json and keypoints3d/<frame>.json under ``output_dir``."""
     output_dir = Path(output_dir)
-    people = smpl_sequences(model)
-    body = model.avatars.body_model
+    people = model.smpl_sequences()
+    body = model.body_model
     written = PoseExport(output_dir / "smpl.npz", output_dir / "smpl", output_dir / "keypoints3d")
     write_smpl_npz(written.smpl_npz, people)
     write_easymocap_smpl_folder(written.smpl_json, people, body)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Mapping, Optional, Tuple, Type
 
+import numpy as np
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -22,6 +23,7 @@ from torchmetrics.functional import peak_signal_noise_ratio
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from avatarpose_ns.body.body_model import BodyModel
+from avatarpose_ns.io.easymocap import SmplSequence
 from avatarpose_ns.scene.transform import SceneTransform
 from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
@@ -195,6 +197,26 @@ class AvatarPoseModel(Model):
                                                    self.avatars.background)
             del outputs["person_rgb"], outputs["person_accumulation"]  # not images: the viewer lists 1 or 3 channels
         return outputs
+
+    # ------------------------------------------------------------------ the public surface
+    @property
+    def body_model(self) -> BodyModel:
+        """The body model every person is posed with."""
+        return self.avatars.body_model
+
+    def smpl_sequences(self) -> Dict[int, SmplSequence]:
+        """Every person's current SMPL parameters, in the input's world frame and metres:
+        person id -> SmplSequence over the sequence's frame numbers (what export writes)."""
+        state = {k: v.detach().cpu().numpy() for k, v in self.avatars.smpl.export().items()}
+        frames = np.asarray(self.frame_numbers, dtype=np.int64)
+        return {pid: SmplSequence(betas=state["betas"][i], body_pose=state["body_pose"][i],
+                                  global_orient=state["global_orient"][i], transl=state["transl"][i],
+                                  frames=frames)
+                for i, pid in enumerate(self.person_ids)}
+
+    def ground_truth_metadata(self) -> Mapping:
+        """The dataparser's metadata, where the ground truth (if any) travels as ``eval_only_smpl_gt``."""
+        return self.kwargs.get("metadata", {})
 
     def get_rgba_image(self, outputs: Dict[str, torch.Tensor], output_name: str = "rgb") -> torch.Tensor:
         """nerfstudio's point-cloud and TSDF exporters (and ns-render's 'rgba') call this first; nerfstudio's own

@@ -85,7 +85,7 @@ class AlternatingPipeline(VanillaPipeline):
     # ------------------------------------------------------------------ poses and their metrics
     @property
     def has_ground_truth(self) -> bool:
-        return model_metrics.ground_truth_sequences(self.model.kwargs.get("metadata", {})) is not None
+        return model_metrics.ground_truth_sequences(self.model.ground_truth_metadata()) is not None
 
     def ground_truth_joints(self):
         """frame number -> GT person id -> (24, 3) joints (metres, input world), posed once; None without GT."""

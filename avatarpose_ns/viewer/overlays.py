@@ -210,7 +210,7 @@ class PoseOverlays(nn.Module):
         frame_number = model.frame_numbers[position]
         with_mesh = bool(self.show_mesh.value)
         joints, vertices = pipeline.frame_joints(position, with_vertices=with_mesh)
-        faces = model.avatars.body_model.faces_np if with_mesh else None
+        faces = model.body_model.faces_np if with_mesh else None
         with self._server.atomic():
             for index, pid in enumerate(self._person_ids):
                 prefix = f"{ROOT}/person_{pid}"
