@@ -13,10 +13,10 @@ from avatarpose_ns.models.canonical_field import (
     CanonicalField,
     CanonicalFieldConfig,
     MultiPersonFields,
-    canonical_bbox,
     spherical_harmonics,
     trunc_exp,
 )
+from avatarpose_ns.models.occupancy import canonical_bounding_cube
 
 
 def _small_field(seed: int = 0, centre=(0.1, -0.2, 0.9), half=0.5) -> CanonicalField:
@@ -39,12 +39,12 @@ def test_configs():
     assert [(m.in_features, m.out_features) for m in linears] == [(15, 64), (64, 64), (64, 3)]
 
 
-def test_canonical_bbox():
+def test_canonical_bounding_cube_of_an_array():
     v = np.array([[-0.8, 0.0, -0.1], [0.8, 1.7, 0.2], [0.0, -0.1, 0.0]])
-    centre, half = canonical_bbox(v)
+    centre, half = canonical_bounding_cube(v)
     torch.testing.assert_close(centre, torch.tensor([0.0, 0.8, 0.05], dtype=torch.float64))
     assert float(half) == pytest.approx(1.2 * 0.9)
-    centre, half = canonical_bbox(torch.tensor(v, dtype=torch.float32), scale=1.0)
+    centre, half = canonical_bounding_cube(torch.tensor(v, dtype=torch.float32), scale=1.0)
     assert centre.dtype == torch.float32 and float(half) == pytest.approx(0.9)
 
 
@@ -149,7 +149,7 @@ def test_multi_person_fields():
     verts = [torch.randn(50, 3) * 0.3, torch.randn(50, 3) * 0.3 + torch.tensor([1.0, 0.0, 0.0])]
     fields = MultiPersonFields.from_canonical_vertices(verts, cfg)
     assert len(fields) == 2 and fields.num_people == 2
-    centre, half = canonical_bbox(verts[1])
+    centre, half = canonical_bounding_cube(verts[1])
     torch.testing.assert_close(fields[1].bbox_centre, centre)
     torch.testing.assert_close(fields[1].bbox_half_size, half)
 

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from avatarpose_ns.body.priors import angle_prior
-from avatarpose_ns.fitting.smpl_fit import fit_smpl_to_joints
+from avatarpose_ns.fitting.smpl_fit import fit_smpl_to_joints, geman_mcclure
 from avatarpose_ns.synth.motions import facing_to_global_orient
 
 
@@ -54,3 +54,10 @@ def test_angle_prior_penalises_hyperextension_only():
     rest, natural, backwards = angle_prior(pose)
     assert natural < rest < backwards
     assert backwards - rest > 5 * (rest - natural)
+
+
+def test_geman_mcclure_is_quadratic_near_zero_and_bounded():
+    squared = torch.tensor([0.0, 1e-6, 0.25, 100.0, 1e8], dtype=torch.float64)
+    value = geman_mcclure(squared, 0.5)
+    np.testing.assert_allclose(value.numpy(), squared.numpy() * 0.25 / (squared.numpy() + 0.25), rtol=1e-12)
+    assert abs(float(value[1]) - 1e-6) < 1e-10 and float(value[-1]) < 0.25 and float(value[-1]) > 0.2499

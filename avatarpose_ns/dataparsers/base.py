@@ -36,14 +36,17 @@ from nerfstudio.data.scene_box import SceneBox
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.cameras_convert import make_cameras
-from avatarpose_ns.scene.transform import SceneTransform, fit_scene_transform, up_rotation
-from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
+from avatarpose_ns.dataparsers.sequence import (
+    LOG, RawSequence, SequenceError, check_image_sizes, list_frame_images, select_cameras, select_frames,
+)
 from avatarpose_ns.dataparsers.silhouette_init import refine_init_with_silhouettes
 from avatarpose_ns.dataparsers.smpl_init import posed_joints
-from avatarpose_ns.scene.timeline import frame_times
 from avatarpose_ns.dataparsers.undistort_cache import CachedView, ViewGeometry, build_cache, default_cache_dir
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig
+from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence
+from avatarpose_ns.scene.timeline import frame_times
+from avatarpose_ns.scene.transform import SceneTransform, fit_scene_transform, up_rotation
 
 
 @dataclass
@@ -135,6 +138,23 @@ class MultiViewDataParser(DataParser):
         """Read and check the layout (calibration, frames, masks, initialisation, ground truth)."""
 
     # ---------------------------------------------------------------- shared steps
+    def select_views(self, calib: dict[str, CameraCalib], image_dirs: dict[str, Path], calib_file: str
+                     ) -> tuple[list[str], dict[str, dict[int, Path]], list[int], dict[str, CameraCalib]]:
+        """What every layout's ``read_sequence`` opens with: the configured cameras and frames that
+        have images, each camera's calibration checked against its image size.
+
+        calib: camera name -> calibration; image_dirs: camera name -> its image folder.
+        -> camera names, their frame images (name -> frame -> path), the frames, their calibrations.
+        """
+        config = self.config
+        names = select_cameras(list(calib), image_dirs, config.cameras, calib_file)
+        images = {name: list_frame_images(image_dirs[name]) for name in names}
+        frames = select_frames(images, image_dirs, config.frame_start, config.frame_end, config.frame_stride,
+                               config.drop_incomplete_frames)
+        cameras = {name: check_image_sizes(calib[name], [images[name][f] for f in frames], calib_file)
+                   for name in names}
+        return names, images, frames, cameras
+
     def body_model(self) -> BodyModel:
         if self._body is None:
             path = self.config.body_model_path

@@ -18,10 +18,7 @@ from typing import Type
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.base import MultiViewDataParser, MultiViewDataParserConfig
-from avatarpose_ns.dataparsers.sequence import (
-    RawSequence, SequenceError, check_image_sizes, collect_views, is_easymocap, layout_error, list_frame_images,
-    relative, select_cameras, select_frames,
-)
+from avatarpose_ns.dataparsers.sequence import RawSequence, SequenceError, collect_views, relative, sequence_root
 from avatarpose_ns.dataparsers.smpl_init import check_person_ids, load_gt_keypoints, load_gt_npz, load_init
 from avatarpose_ns.io.cameras import read_cameras
 
@@ -43,20 +40,13 @@ class EasyMocapDataParser(MultiViewDataParser):
 
     def read_sequence(self, body: BodyModel, cache_dir: Path) -> RawSequence:
         config = self.config
-        root = Path(config.data)
-        if not (is_easymocap(root) and (root / "images").is_dir()):
-            raise layout_error(root, "easymocap")
+        root = sequence_root(config.data, "easymocap")
         try:
             calib = read_cameras(root)
         except (ValueError, FileNotFoundError) as err:
             raise SequenceError(str(err)) from None
         image_dirs = {name: root / "images" / name for name in calib}
-        names = select_cameras(list(calib), image_dirs, config.cameras, str(root / "intri.yml"))
-        images = {name: list_frame_images(image_dirs[name]) for name in names}
-        frames = select_frames(images, image_dirs, config.frame_start, config.frame_end, config.frame_stride,
-                               config.drop_incomplete_frames)
-        cameras = {name: check_image_sizes(calib[name], [images[name][f] for f in frames], str(root / "intri.yml"))
-                   for name in names}
+        names, images, frames, cameras = self.select_views(calib, image_dirs, str(root / "intri.yml"))
         init, init_source = load_init(root, frames, body, config.init_path, cache_dir)
 
         if config.mask_dir is not None:

@@ -20,10 +20,7 @@ from typing import Literal, Type
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.base import MultiViewDataParser, MultiViewDataParserConfig
 from avatarpose_ns.dataparsers.hi4d_io import CAMERAS_FILE, camera_folder, read_hi4d_cameras, read_hi4d_gt
-from avatarpose_ns.dataparsers.sequence import (
-    RawSequence, SequenceError, check_image_sizes, collect_views, is_hi4d, layout_error, list_frame_images,
-    relative, select_cameras, select_frames,
-)
+from avatarpose_ns.dataparsers.sequence import RawSequence, SequenceError, collect_views, relative, sequence_root
 from avatarpose_ns.dataparsers.smpl_init import check_person_ids, load_init
 
 MASK_ROOT = "seg/img_seg_mask"
@@ -46,18 +43,11 @@ class Hi4DDataParser(MultiViewDataParser):
 
     def read_sequence(self, body: BodyModel, cache_dir: Path) -> RawSequence:
         config = self.config
-        root = Path(config.data)
-        if not (is_hi4d(root) and (root / "images").is_dir()):
-            raise layout_error(root, "hi4d")
+        root = sequence_root(config.data, "hi4d")
         calib_file = root / CAMERAS_FILE
         calib = read_hi4d_cameras(calib_file)
         image_dirs = {name: camera_folder(root / "images", name) for name in calib}
-        names = select_cameras(list(calib), image_dirs, config.cameras, str(calib_file))
-        images = {name: list_frame_images(image_dirs[name]) for name in names}
-        frames = select_frames(images, image_dirs, config.frame_start, config.frame_end, config.frame_stride,
-                               config.drop_incomplete_frames)
-        cameras = {name: check_image_sizes(calib[name], [images[name][f] for f in frames], str(calib_file))
-                   for name in names}
+        names, images, frames, cameras = self.select_views(calib, image_dirs, str(calib_file))
         try:
             init, init_source = load_init(root, frames, body, config.init_path, cache_dir)
         except SequenceError as err:

@@ -261,6 +261,15 @@ def is_hi4d(root: Path) -> bool:
     return (root / "cameras" / "rgb_cameras.npz").is_file()
 
 
+def sequence_root(data: Path, wanted: str) -> Path:
+    """``data`` as a sequence folder in the ``wanted`` layout ("easymocap" or "hi4d") with an images/ folder."""
+    root = Path(data)
+    is_layout = is_easymocap if wanted == "easymocap" else is_hi4d
+    if not (is_layout(root) and (root / "images").is_dir()):
+        raise layout_error(root, wanted)
+    return root
+
+
 def layout_error(root: Path, wanted: str) -> SequenceError:
     """The error for a folder that is not in the ``wanted`` layout: what was looked for, and what the
     folder looks like instead (the other layout, or a parent of sequence folders)."""

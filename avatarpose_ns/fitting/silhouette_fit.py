@@ -41,7 +41,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.body.body_model import BodyModel
-from avatarpose_ns.fitting.smpl_fit import _geman_mcclure
+from avatarpose_ns.fitting.smpl_fit import geman_mcclure
 from avatarpose_ns.fitting.smpl_fit_2d import MIN_DEPTH_M, TorchCameras, image_diagonals, project_points_torch
 from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence
@@ -217,13 +217,13 @@ class _MaskEvidence:
         distance = self.distance[:, frames].reshape(num_cameras * num, 1, self.height, self.width)
         sampled = torch.nn.functional.grid_sample(distance, grid.reshape(num_cameras * num, 1, -1, 2),
                                                   mode="bilinear", padding_mode="border", align_corners=True)
-        inside = _geman_mcclure((sampled.reshape(num_cameras, num, -1) / scale) ** 2, config.robust_scale)
+        inside = geman_mcclure((sampled.reshape(num_cameras, num, -1) / scale) ** 2, config.robust_scale)
         inside = (inside * in_front).sum(dim=(0, 2)) / in_front.sum(dim=(0, 2)).clamp(min=1)
         # coverage: each outline point to its nearest projected vertex (of its own person, or of anyone)
         covering = uv_people if self.per_person else uv[:, :, None]  # (C, N, G, V', 2)
         outline, valid = self.outline[:, frames], self.outline_valid[:, frames]
         nearest = nearest_cover_distance(outline, covering)  # (C, N, G, K)
-        coverage = _geman_mcclure((nearest / scale[..., None]) ** 2, config.robust_scale) * valid
+        coverage = geman_mcclure((nearest / scale[..., None]) ** 2, config.robust_scale) * valid
         coverage = coverage.sum(dim=(0, 2, 3)) / valid.sum(dim=(0, 2, 3)).clamp(min=1)
         return inside + config.coverage_weight * coverage
 

@@ -119,7 +119,9 @@ def _initial_body_pose(rest_joints: np.ndarray, targets: np.ndarray, conf: np.nd
     return poses
 
 
-def _geman_mcclure(squared: torch.Tensor, scale: float) -> torch.Tensor:
+def geman_mcclure(squared: torch.Tensor, scale: float) -> torch.Tensor:
+    """Geman-McClure robust penalty of squared residuals: ~squared near 0, bounded by scale**2, so one
+    wrong observation cannot pull a fit far (used by every fit of this package)."""
     return squared * scale**2 / (squared + scale**2)
 
 
@@ -163,7 +165,7 @@ def fit_smpl_to_joints(
     def loss_fn(joint_mask: torch.Tensor, with_pose: bool) -> torch.Tensor:
         predicted = body_model.joints_only(betas, body_pose if with_pose else body_pose.detach(), global_orient, transl)
         squared = (predicted - target).pow(2).sum(-1) / config.joint_sigma_m**2
-        data = (_geman_mcclure(squared, config.robust_scale) * weight * joint_mask).sum() / num_frames
+        data = (geman_mcclure(squared, config.robust_scale) * weight * joint_mask).sum() / num_frames
         loss = data + config.shape_weight * betas.pow(2).sum()
         loss = loss + config.joint_smoothness_weight * temporal_smoothness(predicted / config.joint_sigma_m, order=2)
         if with_pose:

@@ -22,7 +22,7 @@ import torch
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.body.priors import angle_prior, l2_pose_prior, temporal_smoothness
-from avatarpose_ns.fitting.smpl_fit import _geman_mcclure
+from avatarpose_ns.fitting.smpl_fit import geman_mcclure
 from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence
 
@@ -195,7 +195,7 @@ def fit_smpl_to_keypoints2d(
         uv, depth = project_points_torch(joints, rig)  # (C, F, 24, 2), (C, F, 24, 1)
         squared = (uv - target).pow(2).sum(-1) / sigma**2
         in_front = (depth[..., 0] > MIN_DEPTH_M).to(dtype)
-        data = (_geman_mcclure(squared, config.robust_scale) * weight * in_front).sum() / (num_frames * num_cameras)
+        data = (geman_mcclure(squared, config.robust_scale) * weight * in_front).sum() / (num_frames * num_cameras)
         loss = data + config.shape_weight * betas.pow(2).sum()
         loss = loss + config.pose_l2_weight * l2_pose_prior(body_pose).sum() / num_frames
         loss = loss + config.angle_prior_weight * angle_prior(body_pose).sum() / num_frames

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from avatarpose_ns.models.person_query import query_one_person
+
 
 @dataclass
 class BodyShellGrid:
@@ -46,12 +48,9 @@ class BodyShellGrid:
         flat = flat + person * int(dims.prod())
         return self.occupied.reshape(-1)[flat] & inside
 
-    @torch.no_grad()
     def query_person(self, points: torch.Tensor, person: int) -> torch.Tensor:
         """points (K, 3) -> (K,) bool inside person `person`'s shell."""
-        padded = points.new_zeros(self.num_people, points.shape[0], 3)
-        padded[person] = points
-        return self.query(padded)[person]
+        return query_one_person(self.query, self.num_people, points, person)
 
 
 @torch.no_grad()

@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .hash_encoding import HashGridEncoding
+from avatarpose_ns.models.hash_encoding import HashGridEncoding
+from avatarpose_ns.models.occupancy import canonical_bounding_cube
 
 __all__ = [
     "CanonicalFieldConfig",
     "CanonicalField",
     "MultiPersonFields",
-    "canonical_bbox",
     "spherical_harmonics",
     "trunc_exp",
 ]
@@ -162,19 +162,6 @@ class CanonicalFieldConfig:
         )
 
 
-def canonical_bbox(vertices: Union[Tensor, np.ndarray], scale: float = 1.2) -> Tuple[Tensor, Tensor]:
-    """Cube around a canonical mesh: centre (3,) and half-size () = scale * largest half-extent."""
-    v = torch.as_tensor(vertices)
-    if not v.is_floating_point():
-        v = v.to(torch.float32)
-    v = v.reshape(-1, 3)
-    lo = v.min(dim=0).values
-    hi = v.max(dim=0).values
-    centre = 0.5 * (lo + hi)
-    half = scale * (0.5 * (hi - lo)).max()
-    return centre, half
-
-
 def _as_float32(value) -> Tensor:
     if isinstance(value, Tensor):
         return value.detach().to(torch.float32)
@@ -196,7 +183,7 @@ class CanonicalField(nn.Module):
 
     Args:
         config: sizes (defaults to the released configuration).
-        centre, half_size: the canonical bounding cube (see `canonical_bbox`), metres.
+        centre, half_size: the canonical bounding cube (see `canonical_bounding_cube`), metres.
 
     ``forward(points (..., 3))`` returns ``density (...)`` >= 0 (zero outside the
     cube) and ``rgb (..., 3)`` in [0, 1] (zero outside the cube).  Both are
@@ -351,7 +338,7 @@ class MultiPersonFields(nn.Module):
         scale: float = 1.2,
     ) -> "MultiPersonFields":
         """Fields with cubes around each person's canonical mesh (V, 3)."""
-        return cls([canonical_bbox(v, scale) for v in vertices], config)
+        return cls([canonical_bounding_cube(v, scale) for v in vertices], config)
 
     @property
     def num_people(self) -> int:

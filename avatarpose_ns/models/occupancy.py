@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
+
+from avatarpose_ns.models.person_query import query_one_person
 
 DEFAULT_RESOLUTION = 64
 DEFAULT_DECAY = 0.8
@@ -34,11 +37,14 @@ DEFAULT_CUBE_SCALE = 1.2
 
 
 @torch.no_grad()
-def canonical_bounding_cube(canonical_vertices: torch.Tensor, scale: float = DEFAULT_CUBE_SCALE
+def canonical_bounding_cube(canonical_vertices: torch.Tensor | np.ndarray, scale: float = DEFAULT_CUBE_SCALE
                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cube around canonical bodies: centre of the vertices' box and `scale` x the
-    largest half-extent. canonical_vertices (L, V, 3) or (V, 3) -> centre (L, 3) or (3,),
-    half_size (L,) or ()."""
+    largest half-extent. canonical_vertices (L, V, 3) or (V, 3) (integer arrays become
+    float32) -> centre (L, 3) or (3,), half_size (L,) or ()."""
+    canonical_vertices = torch.as_tensor(canonical_vertices)
+    if not canonical_vertices.is_floating_point():
+        canonical_vertices = canonical_vertices.to(torch.float32)
     lo, hi = canonical_vertices.amin(dim=-2), canonical_vertices.amax(dim=-2)
     return (lo + hi) / 2, scale * ((hi - lo) / 2).amax(dim=-1)
 
@@ -111,12 +117,9 @@ class OccupancyGrid(torch.nn.Module):
         occupied = torch.gather(self.occupied.reshape(self.num_people, -1), 1, flat) & inside
         return occupied.reshape(lead)
 
-    @torch.no_grad()
     def query_person(self, points_canonical: torch.Tensor, person: int) -> torch.Tensor:
         """points (K, 3) in person `person`'s canonical space -> (K,) bool occupied."""
-        padded = points_canonical.new_zeros(self.num_people, points_canonical.shape[0], 3)
-        padded[person] = points_canonical
-        return self.query(padded)[person]
+        return query_one_person(self.query, self.num_people, points_canonical, person)
 
     def prune(self, points_canonical: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """valid (L, ...) narrowed to samples whose canonical point (L, ..., 3) is in an occupied cell."""

@@ -129,6 +129,16 @@ class PersonRaySamples:
                                 self.positions, valid, self.t_near, self.t_far, self.hit, self.num_valid)
 
 
+def _bin_offsets(shape: tuple[int, ...], training: bool, generator: torch.Generator | None,
+                 like: torch.Tensor) -> torch.Tensor:
+    """Where in its bin each sample sits, in [0, 1): uniform in training (drawn on the generator's
+    device), 0.5 (the bin's middle) at eval. On ``like``'s device, in its dtype."""
+    if not training:
+        return torch.full(shape, 0.5, device=like.device, dtype=like.dtype)
+    device = generator.device if generator is not None else like.device
+    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
 def stratified_samples(origins: torch.Tensor, directions: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
                        hit: torch.Tensor, num_samples: int = DEFAULT_NUM_SAMPLES,
                        min_step: float = DEFAULT_MIN_STEP, training: bool = True,
@@ -151,12 +161,7 @@ def stratified_samples(origins: torch.Tensor, directions: torch.Tensor, t_near: 
     step = length / count.clamp_min(1)  # (R, L)
     slot = torch.arange(num_samples, device=t_near.device)
     valid = slot[None, None, :] < count[..., None]  # (R, L, S)
-    if training:
-        device = generator.device if generator is not None else t_near.device
-        offset = torch.rand(num_rays, num_people, num_samples, generator=generator, device=device,
-                            dtype=t_near.dtype).to(t_near.device)
-    else:
-        offset = torch.full((num_rays, num_people, num_samples), 0.5, device=t_near.device, dtype=t_near.dtype)
+    offset = _bin_offsets((num_rays, num_people, num_samples), training, generator, t_near)
     t_in = t_near[..., None] + (slot.to(t_near.dtype) + offset) * step[..., None]
     t = torch.where(valid, t_in, t_far[..., None].expand_as(t_in))
     t = torch.minimum(t, t_far[..., None])  # guard float round-up at the last bin
@@ -183,12 +188,7 @@ def shell_samples(origins: torch.Tensor, directions: torch.Tensor, t_near: torch
     length = torch.where(hit, t_far - t_near, torch.zeros_like(t_near))
     num_candidates = max(1, math.ceil(float(length.max()) / min_step)) if length.numel() else 1
     candidate = torch.arange(num_candidates, device=device, dtype=dtype)
-    if training:
-        rand_device = generator.device if generator is not None else device
-        offset = torch.rand(num_rays, num_people, num_candidates, generator=generator, device=rand_device,
-                            dtype=dtype).to(device)
-    else:
-        offset = torch.full((num_rays, num_people, num_candidates), 0.5, device=device, dtype=dtype)
+    offset = _bin_offsets((num_rays, num_people, num_candidates), training, generator, t_near)
     t_candidate = t_near[..., None] + (candidate + offset) * min_step  # (R, L, C)
     in_interval = hit[..., None] & (t_candidate < t_far[..., None])
     points = origins[:, None, None, :] + t_candidate[..., None] * directions[:, None, None, :]
