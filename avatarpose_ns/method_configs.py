@@ -13,6 +13,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParserConfig
 from avatarpose_ns.datamanagers.avatar_datamanager import AvatarDataManagerConfig
 from avatarpose_ns.datamanagers.frame_pixel_sampler import FramePixelSamplerConfig
+from avatarpose_ns.models.avatar_scene import AvatarSceneConfig
 from avatarpose_ns.models.avatarpose_model import AvatarPoseModelConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.pipelines.alternating_pipeline import RELEASED_SCHEDULE, AlternatingPipelineConfig
@@ -74,9 +75,11 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
                                                       edge_band_px=3 if lite else 48),
             ),
             model=AvatarPoseModelConfig(
-                canonical_field=CanonicalFieldConfig.small() if lite else CanonicalFieldConfig(),
-                num_samples=32 if lite else 256,
-                min_step=0.01 if lite else 0.005,
+                scene=AvatarSceneConfig(
+                    field=CanonicalFieldConfig.small() if lite else CanonicalFieldConfig(),
+                    num_samples=32 if lite else 256,
+                    min_step=0.01 if lite else 0.005,
+                ),
                 eval_num_rays_per_chunk=4096 if lite else 16384,
             ),
         ),

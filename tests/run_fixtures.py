@@ -9,10 +9,10 @@ from typing import Sequence
 
 def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], rays: int = 256,
                       num_samples: int = 16, pipeline_options: dict | None = None,
-                      trainer_options: dict | None = None, **model_options):
+                      trainer_options: dict | None = None, **scene_options):
     """A set-up (not yet trained) nerfstudio Trainer for `schedule`, with its config saved.
     Evaluation and image logging are pushed past the run; `trainer_options`, `pipeline_options` and
-    `model_options` override trainer, pipeline and model fields."""
+    `scene_options` override trainer, pipeline and model scene (`AvatarSceneConfig`) fields."""
     from avatarpose_ns.method_configs import avatarpose_trainer
     from avatarpose_ns.models.phases import PhaseSchedule
 
@@ -21,11 +21,11 @@ def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], ray
     config.pipeline.datamanager.dataparser.silhouette.iterations = 20  # the fit runs, briefly
     config.pipeline.datamanager.train_num_rays_per_batch = rays
     config.pipeline.schedule = tuple(schedule)
-    config.pipeline.model.num_samples = num_samples
+    config.pipeline.model.scene.num_samples = num_samples
     for name, value in (pipeline_options or {}).items():
         setattr(config.pipeline, name, value)
-    for name, value in model_options.items():
-        setattr(config.pipeline.model, name, value)
+    for name, value in scene_options.items():
+        setattr(config.pipeline.model.scene, name, value)
     config.output_dir = output_dir
     config.max_num_iterations = PhaseSchedule.parse(schedule).total_steps
     config.steps_per_eval_batch = 1000

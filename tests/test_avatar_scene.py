@@ -1,6 +1,7 @@
 """AvatarScene: the torch-only avatar renderer learns the people of a tiny sequence."""
 
 import numpy as np
+import pytest
 import torch
 
 from avatarpose_ns.io.frame_rays import frame_rays
@@ -103,3 +104,22 @@ def test_view_dependent_colour_gets_canonical_directions(tiny_sequence, body_mod
     assert not any(torch.allclose(direction_features[:1], w[None], atol=1e-3) for w in world)
     render.rgb.sum().backward()
     assert scene.fields[0].color_mlp[0].weight.grad[:, field.geo_feat_dim + 1:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("every", [5, 20])
+def test_occupancy_updates_every_configured_step_and_only_while_the_fields_train(tiny_sequence, every):
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    from model_fixtures import tiny_model
+
+    model = tiny_model(tiny_sequence, occupancy_update_every=every)
+    callbacks = model.get_training_callbacks(None)
+    grid = model.avatars.occupancy
+    for phase, expected in (("avatar", 40 // every + 1), ("pose", 0)):
+        model.set_phase(phase)
+        before = int(grid.num_updates)
+        for step in range(41):
+            for callback in callbacks:
+                if callback.func.__name__ == "update_occupancy":
+                    callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        assert int(grid.num_updates) - before == expected, phase

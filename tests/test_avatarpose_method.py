@@ -58,7 +58,7 @@ def test_methods_are_registered():
 
     methods, _ = discover_methods()
     assert {"avatarpose", "avatarpose-lite"} <= set(methods)
-    assert methods["avatarpose"].pipeline.model.canonical_field.num_levels == 16  # released sizes
+    assert methods["avatarpose"].pipeline.model.scene.field.num_levels == 16  # released sizes
     assert methods["avatarpose-lite"].machine.device_type == "cpu"
 
 

@@ -31,7 +31,7 @@ def run(tmp_path_factory, body_model):
     root = tmp_path_factory.mktemp("export")
     write_easymocap_sequence(root / "seq", body_model, num_cameras=2, num_frames=2, seed=1)
     trainer = short_run_trainer(root / "seq", root / "outputs", ("avatar:1",),
-                                canonical_field=CanonicalFieldConfig(**TINY_FIELD),
+                                field=CanonicalFieldConfig(**TINY_FIELD),
                                 occupancy_resolution=32)  # the first step's occupancy update is then quick
     scene = trainer.pipeline.model.avatars
     canonical = scene.canonical_bodies()[0].detach()

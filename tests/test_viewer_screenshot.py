@@ -37,7 +37,7 @@ def test_viewer_screenshot_shows_the_render_and_the_skeletons(tmp_path, body_mod
     output = tmp_path / "viewer.png"
     status = screenshot.main(["--data", str(tmp_path / "seq"), "--output", str(output), "--schedule", "avatar:2",
                               "--run-dir", str(tmp_path / "run"), "--settle", "10", "--timeout", "900",
-                              "--", "--pipeline.model.body-prior-steps", "10"])
+                              "--", "--pipeline.model.scene.body-prior-steps", "10"])
     assert status == 0 and output.is_file()
     pixels = np.asarray(Image.open(output).convert("RGB")).astype(np.int64)
     assert pixels.shape == (800, 1280, 3)

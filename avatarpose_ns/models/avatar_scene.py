@@ -10,6 +10,7 @@ Shapes: L people, F frames, R rays, S samples per ray and person, V vertices.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Mapping
 
 import numpy as np
@@ -23,7 +24,14 @@ from avatarpose_ns.models.canonical_field import CanonicalFieldConfig, MultiPers
 from avatarpose_ns.models.compositor import LayeredRender, composite_layers
 from avatarpose_ns.models.deformer import SkinningDeformer
 from avatarpose_ns.models.losses import densities_to_opacities
-from avatarpose_ns.models.occupancy import OccupancyGrid, canonical_bounding_cube
+from avatarpose_ns.models.occupancy import (
+    DEFAULT_DECAY,
+    DEFAULT_RESOLUTION,
+    DEFAULT_THRESHOLD,
+    DEFAULT_UPDATE_EVERY,
+    OccupancyGrid,
+    canonical_bounding_cube,
+)
 from avatarpose_ns.models.pose_correction import SmplState
 from avatarpose_ns.models.ray_sampler import PersonRaySampler
 
@@ -49,20 +57,35 @@ class SceneRender:
 
 @dataclass
 class AvatarSceneConfig:
-    field: CanonicalFieldConfig
-    num_samples: int = 64
+    """How the avatars are sampled, pruned and started; defaults are the released configuration.
+    The nerfstudio model nests this as its `scene` (``--pipeline.model.scene.<field>``)."""
+
+    field: CanonicalFieldConfig = dataclass_field(default_factory=CanonicalFieldConfig)
+    """per-person canonical field sizes"""
+    num_samples: int = 256
+    """samples per ray and person (at least min_step apart)"""
     min_step: float = 0.005
+    """smallest sample spacing, metres"""
     box_margin: float = 0.1
+    """padding of each person's posed bounding box, metres"""
     max_skin_distance: float = 0.05
+    """samples farther than this from the posed body get zero density, metres"""
     shell_sampling: bool = True
     """march rays in min_step steps and keep samples near the posed bodies (else: stratified over the box)"""
     shell_cell_size: float = 0.02
-    occupancy_resolution: int = 64
-    occupancy_decay: float = 0.8
-    occupancy_threshold: float = 0.01
+    """cell size of the posed-body shell grid that shell sampling keeps samples in, metres"""
+    occupancy_resolution: int = DEFAULT_RESOLUTION
+    """cells per axis of each person's canonical occupancy grid"""
+    occupancy_update_every: int = DEFAULT_UPDATE_EVERY
+    """steps between occupancy grid updates (only while the fields train)"""
+    occupancy_decay: float = DEFAULT_DECAY
+    """EMA decay of the occupancy grid's stored densities at each update"""
+    occupancy_threshold: float = DEFAULT_THRESHOLD
+    """a cell is occupied above min(this, the grid's mean) (opacity over min_step)"""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """pixels outside the foreground mask take this colour in the targets and renders"""
     body_prior_steps: int = 150
-    """steps fitting each field's density to its canonical SMPL body before training (0: off)"""
+    """steps fitting each field's density to its canonical SMPL body before training (0: start from fog)"""
 
 
 class AvatarScene(nn.Module):
@@ -79,7 +102,8 @@ class AvatarScene(nn.Module):
         centres, half_sizes = canonical_bounding_cube(canonical[0])
         self.fields = MultiPersonFields(list(zip(centres, half_sizes)), config.field)
         self.occupancy = OccupancyGrid(centres, half_sizes, resolution=config.occupancy_resolution,
-                                       decay=config.occupancy_decay, threshold=config.occupancy_threshold)
+                                       decay=config.occupancy_decay, threshold=config.occupancy_threshold,
+                                       update_every=config.occupancy_update_every)
         self.register_buffer("background", torch.tensor(config.background, dtype=torch.float32), persistent=False)
         self._pose_cache: tuple | None = None
         self._body_cells: tuple | None = None
@@ -208,7 +232,8 @@ class AvatarScene(nn.Module):
 
     @torch.no_grad()
     def update_occupancy(self, step: int) -> bool:
-        """Re-estimate which canonical cells hold the avatars (a density of sigma * min_step).
+        """Every `occupancy_update_every` steps (the only gate), re-estimate which canonical cells hold
+        the avatars (a density of sigma * min_step); returns whether it ran.
 
         Cells inside and on the canonical body always stay occupied: a person whose field
         is faint when pruning starts would otherwise lose every cell and never learn again

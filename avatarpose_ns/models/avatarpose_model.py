@@ -27,7 +27,6 @@ from avatarpose_ns.io.easymocap import SmplSequence
 from avatarpose_ns.scene.transform import SceneTransform
 from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
-from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
 from avatarpose_ns.models.compositor import instance_map
 from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
 from avatarpose_ns.models.palette import colour_instances
@@ -62,24 +61,8 @@ class AvatarPoseModelConfig(ModelConfig):
     """AvatarPose's avatars; defaults are the released configuration (docs/design.md#sizes)."""
 
     _target: Type = field(default_factory=lambda: AvatarPoseModel)
-    canonical_field: CanonicalFieldConfig = field(default_factory=CanonicalFieldConfig)
-    """per-person canonical field sizes"""
-    num_samples: int = 256
-    """samples per ray and person (at least 5 mm apart)"""
-    min_step: float = 0.005
-    """smallest sample spacing, metres"""
-    box_margin: float = 0.1
-    """padding of each person's posed bounding box, metres"""
-    max_skin_distance: float = 0.05
-    """samples farther than this from the posed body get zero density, metres"""
-    shell_sampling: bool = True
-    """march rays in min_step steps and sample only near the posed bodies (else stratified over each box)"""
-    body_prior_steps: int = 150
-    """steps fitting each field's density to its canonical SMPL body before training (0: start from fog)"""
-    occupancy_resolution: int = 64
-    occupancy_update_every: int = 20
-    background_color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """pixels outside the foreground mask take this colour in the targets and renders"""
+    scene: AvatarSceneConfig = field(default_factory=AvatarSceneConfig)
+    """the avatars: field sizes, ray sampling, occupancy pruning, background, body prior"""
     loss_weights: AvatarLossWeights = field(default_factory=AvatarLossWeights)
     """avatar-phase loss weights"""
     pose_loss_weights: PoseLossWeights = field(default_factory=PoseLossWeights)
@@ -108,14 +91,8 @@ class AvatarPoseModel(Model):
         self.frame_numbers: List[int] = [int(f) for f in metadata["frames"]]
         body_path = self.config.body_model_path or metadata.get("body_model_path")
         body_model = BodyModel(body_path or None)
-        scene_config = AvatarSceneConfig(
-            field=self.config.canonical_field, num_samples=self.config.num_samples, min_step=self.config.min_step,
-            box_margin=self.config.box_margin, max_skin_distance=self.config.max_skin_distance,
-            occupancy_resolution=self.config.occupancy_resolution, background=self.config.background_color,
-            shell_sampling=self.config.shell_sampling, body_prior_steps=self.config.body_prior_steps,
-        )
         smpl_init = {int(p): v for p, v in metadata["smpl_init"].items()}
-        self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, scene_config,
+        self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, self.config.scene,
                                    pose_mlp_hidden=self.config.pose_mlp_hidden)
         self.phase: Phase = "avatar"
         self.set_phase("avatar")
@@ -135,7 +112,7 @@ class AvatarPoseModel(Model):
         return {"fields": list(self.avatars.fields.parameters()), **self.avatars.smpl.parameter_groups()}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        def update_occupancy(step: int) -> None:
+        def update_occupancy(step: int) -> None:  # the scene's occupancy_update_every gates it
             if self.phase in ("avatar", "joint"):  # the fields only change in these phases
                 self.avatars.update_occupancy(step)
 
@@ -143,8 +120,7 @@ class AvatarPoseModel(Model):
             self.avatars.fit_fields_to_bodies()
 
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], fit_fields_to_bodies),
-                TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_occupancy,
-                                 update_every_num_iters=self.config.occupancy_update_every)]
+                TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_occupancy)]
 
     # ------------------------------------------------------------------ rendering
     def frame_positions(self, ray_bundle: RayBundle) -> torch.Tensor:
