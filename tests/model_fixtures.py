@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from nerfstudio.data.scene_box import SceneBox
 
-from avatarpose_ns.dataparsers.scene_transform import SceneTransform
+from avatarpose_ns.scene.transform import SceneTransform
 from avatarpose_ns.io.easymocap import read_smpl_npz
 from avatarpose_ns.models.avatar_scene import AvatarSceneConfig
 from avatarpose_ns.models.avatarpose_model import AvatarPoseModel, AvatarPoseModelConfig
