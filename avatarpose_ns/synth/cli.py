@@ -44,6 +44,9 @@ class SynthArgs:
     headlight: each view lit from its own camera (the shading changes with the view)"""
     keypoint_noise_scale: Optional[float] = None
     """multiplies every error of the simulated keypoint estimator"""
+    mask_errors: Optional[Literal["none", "mild", "realistic", "harsh"]] = None
+    """segmenter-like errors on the written masks (docs/testbed.md); the exact masks then go to mask_exact/.
+    Default none: exact masks"""
     body_model_path: Optional[Path] = None
     """an SMPL .pkl file or folder; default: the built-in SMPL-format model"""
     quiet: bool = False
@@ -55,7 +58,7 @@ def resolve_config(args: SynthArgs) -> SynthConfig:
     overrides = {
         name: getattr(args, name)
         for name in ("seed", "interaction", "num_people", "num_cameras", "num_frames", "duration_s",
-                     "rig", "distortion", "sensor_noise", "lighting", "body_model_path")
+                     "rig", "distortion", "sensor_noise", "lighting", "mask_errors", "body_model_path")
         if getattr(args, name) is not None
     }
     if args.resolution is not None:

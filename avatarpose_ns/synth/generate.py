@@ -4,6 +4,7 @@
     <out>/images/<cam>/<frame:06d>.jpg           renders
     <out>/mask/<cam>/<frame:06d>.png             union foreground mask, 0/255
     <out>/mask/<cam>/<pid>/<frame:06d>.png       visible part of person <pid>, 0/255
+    <out>/mask_exact/...                         the exact masks, same layout (only with mask errors)
     <out>/smpl_gt/smpl.npz, keypoints3d_gt/      ground truth (24 SMPL joints, metres)
     <out>/keypoints3d/<frame:06d>.json           simulated 3D keypoint estimator
     <out>/smpl_init/smpl.npz, keypoints3d_init/  SMPL fitted to those keypoints
@@ -36,8 +37,13 @@ from avatarpose_ns.synth.appearance import sample_style, vertex_colors
 from avatarpose_ns.synth.keypoints import (
     KeypointNoiseConfig, occlusion_by_others, simulate_keypoints2d, simulate_keypoints3d,
 )
+from avatarpose_ns.synth.mask_errors import MaskCorruptor, forearms_in_view, mask_error_config
 from avatarpose_ns.synth.motions import INTERACTIONS, generate_motion
 from avatarpose_ns.synth.render import MeshLayer, render_view
+
+MASK_ERROR_STREAM = 0x6D61736B
+"""the mask errors draw from their own generator, seeded with (seed, this), so they leave the
+motion, images and keypoints of a seed as they are"""
 
 PERSON_COLORS_BGR = ((60, 60, 230), (230, 140, 40), (60, 200, 60), (200, 60, 200))
 
@@ -66,6 +72,8 @@ class SynthConfig:
     seed: int = 0
     body_model_path: Path | None = None
     keypoint_noise: KeypointNoiseConfig = field(default_factory=KeypointNoiseConfig)
+    mask_errors: str = "none"
+    """segmenter-like errors on the written masks (`mask_errors.MASK_ERROR_LEVELS`); "none": exact"""
 
 
 PRESETS: dict[str, SynthConfig] = {
@@ -140,6 +148,13 @@ def _preview(images: list[np.ndarray], joints: np.ndarray, cameras: list[CameraC
     return np.concatenate(rows, axis=0)
 
 
+def _write_masks(folder: Path, name: str, labels: np.ndarray, num_people: int) -> None:
+    """The union mask and each person's mask (0/255 PNGs) of a person-index map."""
+    cv2.imwrite(str(folder / f"{name}.png"), ((labels >= 0) * 255).astype(np.uint8))
+    for pid in range(num_people):
+        cv2.imwrite(str(folder / str(pid) / f"{name}.png"), ((labels == pid) * 255).astype(np.uint8))
+
+
 GENERATION_THREADS = 2
 """torch threads while generating: float32 sums depend on how torch splits them over threads, and the
 motion solver carries such differences far (up to 0.4 rad in a joint between 1 and 2 threads), so a
@@ -167,6 +182,7 @@ def generate_sequence(config: SynthConfig, output: Path, progress: bool = True) 
 def _generate_sequence(config: SynthConfig, output: Path, progress: bool) -> dict:
     if config.interaction not in INTERACTIONS:
         raise ValueError(f"unknown interaction '{config.interaction}', choose from {INTERACTIONS}")
+    mask_errors = mask_error_config(config.mask_errors)
     if config.lighting not in ("headlight", "all-cameras"):
         raise ValueError(f"lighting must be 'headlight' or 'all-cameras', got '{config.lighting}'")
     started = time.perf_counter()
@@ -199,11 +215,15 @@ def _generate_sequence(config: SynthConfig, output: Path, progress: bool) -> dic
     preview_frame = num_frames // 2
     preview_images: list[np.ndarray] = []
     lights = np.stack([cam.center for cam in cameras]) if config.lighting == "all-cameras" else None
+    corrupt = MaskCorruptor(mask_errors, len(cameras), num_people, config.resolution,
+                            np.random.default_rng([config.seed, MASK_ERROR_STREAM]))
+    mask_folders = ("mask", "mask_exact") if mask_errors.active else ("mask",)
     with Progress(disable=not progress) as bar:
         task = bar.add_task("rendering", total=num_frames * len(cameras))
         for c, cam in enumerate(cameras):
-            for pid in range(num_people):
-                (output / "mask" / cam.name / str(pid)).mkdir(parents=True, exist_ok=True)
+            for folder in mask_folders:
+                for pid in range(num_people):
+                    (output / folder / cam.name / str(pid)).mkdir(parents=True, exist_ok=True)
             (output / "images" / cam.name).mkdir(parents=True, exist_ok=True)
             rays = pixel_rays(cam)  # the same for every frame of this camera
             for f in range(num_frames):
@@ -213,16 +233,20 @@ def _generate_sequence(config: SynthConfig, output: Path, progress: bool) -> dic
                 name = f"{f:06d}"
                 bgr = np.ascontiguousarray(result.rgb[..., ::-1])
                 cv2.imwrite(str(output / "images" / cam.name / f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                cv2.imwrite(str(output / "mask" / cam.name / f"{name}.png"), ((result.person_index >= 0) * 255).astype(np.uint8))
-                for pid in range(num_people):
-                    cv2.imwrite(str(output / "mask" / cam.name / str(pid) / f"{name}.png"),
-                                ((result.person_index == pid) * 255).astype(np.uint8))
+                labels = {"mask": result.person_index}
+                if mask_errors.active:
+                    labels = {"mask": corrupt(result.person_index, c, forearms_in_view(joints[:, f], cam)),
+                              "mask_exact": result.person_index}
+                for folder, label_map in labels.items():
+                    _write_masks(output / folder / cam.name, name, label_map, num_people)
                 person_maps[c][f] = result.person_index
                 depth_maps[c][f] = result.depth
                 if f == preview_frame:
                     preview_images.append(bgr)
                 bar.advance(task)
     summary["render_s"] = round(time.perf_counter() - started, 2)
+    if mask_errors.active:
+        summary["mask_errors"] = {"level": config.mask_errors, **corrupt.stats.summary()}
 
     frames = np.arange(num_frames)
     write_smpl_npz(output / "smpl_gt" / "smpl.npz", people)
