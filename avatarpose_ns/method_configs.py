@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
@@ -36,13 +35,13 @@ LITE_SCHEDULE = ("avatar:300", "pose:250", "avatar:100", "pose:250", "avatar:100
 class AdamBetasOptimizerConfig(AdamOptimizerConfig):
     """Adam with configurable betas (AvatarPose: 0.9, 0.99)."""
 
-    betas: Tuple[float, float] = (0.9, 0.99)
-    fused: Optional[bool] = None
+    betas: tuple[float, float] = (0.9, 0.99)
+    fused: bool | None = None
     """torch's fused Adam: one kernel for all parameters (much faster for large hash tables on a CPU)"""
 
 
 def _optimizers(field_lr: float, shape_lr: float, pose_mlp_lr: float, transl_orient_lr: float,
-                fused: Optional[bool]) -> dict:
+                fused: bool | None) -> dict:
     """Adam, betas (0.9, 0.99), eps 1e-15, one group per kind of parameter. No nerfstudio
     schedulers: the alternating pipeline decays every rate within each phase and restarts it."""
     def adam(lr: float) -> dict:

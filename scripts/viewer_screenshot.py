@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class ScreenshotError(RuntimeError):
     pass
 
 
-def find_chromium() -> Optional[str]:
+def find_chromium() -> str | None:
     """Path of a Chromium (or Chrome) binary, or None."""
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)
@@ -65,8 +65,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, alive: Optional[subprocess.Popen] = None,
-             log: Optional[Path] = None, interval: float = 1.0) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str, alive: subprocess.Popen | None = None,
+             log: Path | None = None, interval: float = 1.0) -> None:
     """Poll `check` until it holds; fail after `timeout` s or when `alive` exits (showing the log's tail)."""
     deadline = time.time() + timeout
     while not check():
@@ -123,7 +123,7 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def stop(process: Optional[subprocess.Popen]) -> None:
+def stop(process: subprocess.Popen | None) -> None:
     """Stop a process this script started, with its children (its own session)."""
     if process is None or process.poll() is not None:
         return
@@ -228,7 +228,7 @@ def shoot(chromium: str, url: str, output: Path, width: int, height: int, settle
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="sequence folder (EasyMocap / AvatarPose layout) to train on")

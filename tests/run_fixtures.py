@@ -4,7 +4,7 @@ and evaluation tests."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], rays: int = 256,

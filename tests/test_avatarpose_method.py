@@ -1,6 +1,5 @@
 """The avatarpose methods inside nerfstudio: registered, train on CPU, checkpoints load again."""
 
-from pathlib import Path
 
 import pytest
 import torch

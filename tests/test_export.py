@@ -4,11 +4,9 @@ nerfstudio's own ns-export subcommands do with an avatarpose run."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from dataparser_fixtures import write_easymocap_sequence

@@ -145,7 +145,7 @@ class _Prim:
     rb: float = 0.0
     keys: tuple[tuple[float, float, float, float], ...] = ()
 
-    def mirrored(self) -> "_Prim":
+    def mirrored(self) -> _Prim:
         """The same solid on the other side of the body (x -> -x)."""
         group = self.group[:-2] + "_r" if self.group.endswith("_l") else self.group
         label = int(JOINT_MIRROR[self.label]) if self.label >= 0 else self.label

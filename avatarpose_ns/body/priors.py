@@ -5,7 +5,7 @@ All functions take batched tensors: body_pose (F, 69) in axis-angle, joints (F, 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Type
 
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.pixel_samplers import PixelSampler
@@ -13,7 +12,7 @@ from avatarpose_ns.datamanagers.frame_pixel_sampler import FramePixelSamplerConf
 
 @dataclass
 class AvatarDataManagerConfig(VanillaDataManagerConfig):
-    _target: Type = field(default_factory=lambda: AvatarDataManager)
+    _target: type = field(default_factory=lambda: AvatarDataManager)
     pixel_sampler: FramePixelSamplerConfig = field(default_factory=FramePixelSamplerConfig)
 
 

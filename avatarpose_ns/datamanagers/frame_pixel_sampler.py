@@ -10,7 +10,6 @@ to shape it, and a few anywhere keep empty space empty.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,7 @@ from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 
 @dataclass
 class FramePixelSamplerConfig(PixelSamplerConfig):
-    _target: Type = field(default_factory=lambda: FramePixelSampler)
+    _target: type = field(default_factory=lambda: FramePixelSampler)
     inside_fraction: float = 0.6
     """share of rays drawn inside the foreground mask"""
     edge_fraction: float = 0.3
@@ -35,7 +34,7 @@ def edge_band(mask: torch.Tensor, width: int) -> torch.Tensor:
     return grown & ~mask
 
 
-def draw_pixels(candidates: torch.Tensor, count: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def draw_pixels(candidates: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """`count` random (image, y, x) indices among the True pixels, with replacement. (N, H, W) -> (count, 3)"""
     where = torch.nonzero(candidates, as_tuple=False)
     if len(where) == 0 or count == 0:
@@ -49,11 +48,11 @@ class FramePixelSampler(PixelSampler):
 
     config: FramePixelSamplerConfig
 
-    def __init__(self, config: FramePixelSamplerConfig, image_frames: Optional[torch.Tensor] = None, **kwargs) -> None:
+    def __init__(self, config: FramePixelSamplerConfig, image_frames: torch.Tensor | None = None, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.image_frames = image_frames
         self.set_fractions(config.inside_fraction, config.edge_fraction)
-        self._bands: Dict[Tuple[int, ...], torch.Tensor] = {}  # edge bands per set of images (masks do not change)
+        self._bands: dict[tuple[int, ...], torch.Tensor] = {}  # edge bands per set of images (masks do not change)
 
     def set_fractions(self, inside: float, edge: float) -> None:
         """Shares of rays inside the mask and in its edge band (the rest anywhere); phases change them."""
@@ -61,7 +60,7 @@ class FramePixelSampler(PixelSampler):
             raise ValueError(f"inside ({inside}) and edge ({edge}) fractions must be >= 0 and sum to at most 1")
         self.inside_fraction, self.edge_fraction = float(inside), float(edge)
 
-    def collate_image_dataset_batch(self, batch: Dict, num_rays_per_batch: int, keep_full_image: bool = False):
+    def collate_image_dataset_batch(self, batch: dict, num_rays_per_batch: int, keep_full_image: bool = False):
         images = batch["image"]
         num_images, height, width, _ = images.shape
         image_idx = batch["image_idx"].cpu()

@@ -27,7 +27,7 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Optional, Tuple, Type
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -53,17 +53,17 @@ from avatarpose_ns.scene.transform import SceneTransform, fit_scene_transform, u
 class MultiViewDataParserConfig(DataParserConfig):
     """Options shared by the EasyMocap/AvatarPose and Hi4D dataparsers."""
 
-    _target: Type = field(default_factory=lambda: MultiViewDataParser)
+    _target: type = field(default_factory=lambda: MultiViewDataParser)
     data: Path = Path("data/demo")
     """sequence folder"""
-    cameras: Tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()
     """camera names to use (default: every calibrated camera that has an image folder)"""
-    eval_cameras: Tuple[str, ...] = ()
+    eval_cameras: tuple[str, ...] = ()
     """cameras held out for evaluation. Default none: every view trains the poses (the method's accuracy
     grows with the number of views), and the eval split then shows the training cameras"""
     frame_start: int = 0
     """first frame number (inclusive)"""
-    frame_end: Optional[int] = None
+    frame_end: int | None = None
     """frame number to stop before (exclusive); None: through the last frame"""
     frame_stride: int = 1
     """use every n-th frame of the range"""
@@ -71,19 +71,19 @@ class MultiViewDataParserConfig(DataParserConfig):
     """skip (with a warning) frames that some camera lacks, instead of stopping with an error"""
     downscale_factor: float = 1.0
     """divide the image size by this (K is scaled to match); AvatarPose trains Hi4D at 2"""
-    init_path: Optional[Path] = None
+    init_path: Path | None = None
     """initial SMPL: an smpl.npz, an EasyMocap smpl/ or keypoints3d/ folder (relative to data or absolute);
     default: the first of smpl_init/smpl.npz, smpl/, keypoints3d/ inside the sequence"""
-    mask_dir: Optional[str] = None
+    mask_dir: str | None = None
     """mask root relative to data (default: the layout's own)"""
     silhouette_fit: bool = True
     """refine the initial SMPL (betas, per-frame pose and translation) so that the bodies fill the
     training cameras' foreground masks, before training (fitting/silhouette_fit.py; cached)"""
     silhouette: SilhouetteFitConfig = field(default_factory=SilhouetteFitConfig)
     """settings of that fit"""
-    body_model_path: Optional[Path] = None
+    body_model_path: Path | None = None
     """SMPL .pkl file or folder; default: the built-in SMPL-format model"""
-    cache_dir: Optional[Path] = None
+    cache_dir: Path | None = None
     """where undistorted images, masks and keypoint fits are cached; default <data>/.cache/avatarpose_ns"""
     world_up: Literal["+z", "-z", "+y", "-y", "+x", "-x"] = "+z"
     """the input world's up axis; the scene frame turns it into +z"""
@@ -107,13 +107,13 @@ class Prepared:
 
 
 @lru_cache(maxsize=4)
-def load_body_model(path: Optional[str]) -> BodyModel:
+def load_body_model(path: str | None) -> BodyModel:
     """One BodyModel per model file and process: the train and eval datamanagers, and repeated
     dataparsers, share it (it is only read)."""
     return BodyModel(path)
 
 
-def smpl_dict(people: Optional[dict[int, SmplSequence]]) -> Optional[dict[int, dict[str, np.ndarray]]]:
+def smpl_dict(people: dict[int, SmplSequence] | None) -> dict[int, dict[str, np.ndarray]] | None:
     """SmplSequence per person as plain arrays (the form stored in the metadata)."""
     if people is None:
         return None
@@ -130,8 +130,8 @@ class MultiViewDataParser(DataParser):
 
     def __init__(self, config: MultiViewDataParserConfig) -> None:
         super().__init__(config=config)
-        self._prepared: Optional[Prepared] = None
-        self._body: Optional[BodyModel] = None
+        self._prepared: Prepared | None = None
+        self._body: BodyModel | None = None
 
     @abstractmethod
     def read_sequence(self, body: BodyModel, cache_dir: Path) -> RawSequence:

@@ -18,7 +18,7 @@ Three conventions meet here:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

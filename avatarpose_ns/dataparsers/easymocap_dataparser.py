@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Type
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.base import MultiViewDataParser, MultiViewDataParserConfig
@@ -29,7 +28,7 @@ MASK_ROOTS = ("mask", "mask_sta", "mask_gt")
 class EasyMocapDataParserConfig(MultiViewDataParserConfig):
     """EasyMocap / AvatarPose layout: intri.yml, extri.yml, images/, mask/ (or mask_sta/), smpl_init/."""
 
-    _target: Type = field(default_factory=lambda: EasyMocapDataParser)
+    _target: type = field(default_factory=lambda: EasyMocapDataParser)
 
 
 class EasyMocapDataParser(MultiViewDataParser):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Type
+from typing import Literal
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.base import MultiViewDataParser, MultiViewDataParserConfig
@@ -30,7 +30,7 @@ MASK_ROOT = "seg/img_seg_mask"
 class Hi4DDataParserConfig(MultiViewDataParserConfig):
     """Native Hi4D: cameras/rgb_cameras.npz, images/, seg/img_seg_mask/, smpl/ (ground truth only)."""
 
-    _target: Type = field(default_factory=lambda: Hi4DDataParser)
+    _target: type = field(default_factory=lambda: Hi4DDataParser)
     data: Path = Path("data/hi4d/pair00/action00")
     world_up: Literal["+z", "-z", "+y", "-y", "+x", "-x"] = "+y"
 

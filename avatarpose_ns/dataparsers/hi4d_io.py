@@ -11,7 +11,7 @@ smpl/<frame>.npz: ``betas`` (P, 10), ``body_pose`` (P, 69), ``global_orient`` (P
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -70,8 +70,8 @@ def camera_folder(images: Path, name: str) -> Path:
     return plain
 
 
-def read_hi4d_gt(folder: Path, frames: Sequence[int]) -> tuple[Optional[dict[int, SmplSequence]],
-                                                                Optional[dict[int, dict[int, np.ndarray]]]]:
+def read_hi4d_gt(folder: Path, frames: Sequence[int]) -> tuple[dict[int, SmplSequence] | None,
+                                                                dict[int, dict[int, np.ndarray]] | None]:
     """Ground truth from ``smpl/<frame>.npz`` over the selected frames it covers: SMPL per person and
     the 24 joints (``joints_3d``). Evaluation only, so a bad file is a warning and the ground truth is
     dropped; frames without a file are skipped."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,7 +36,7 @@ class ViewFiles:
     """The input files of one image (camera, frame)."""
 
     image: Path
-    union_mask: Optional[Path]  # None: derived from the per-person masks
+    union_mask: Path | None  # None: derived from the per-person masks
     person_masks: list[Path]  # one per person, in person order; empty when there are none
 
 
@@ -53,10 +53,10 @@ class RawSequence:
     person_ids: list[int]  # person order: sorted ids of the initialisation
     init: dict[int, SmplSequence]  # restricted to `frames`, input world frame
     init_source: str
-    gt: Optional[dict[int, SmplSequence]] = None  # evaluation only
-    gt_source: Optional[str] = None
-    gt_keypoints: Optional[dict[int, dict[int, np.ndarray]]] = None  # frame -> pid -> (J, 4), evaluation only
-    gt_keypoints_source: Optional[str] = None
+    gt: dict[int, SmplSequence] | None = None  # evaluation only
+    gt_source: str | None = None
+    gt_keypoints: dict[int, dict[int, np.ndarray]] | None = None  # frame -> pid -> (J, 4), evaluation only
+    gt_keypoints_source: str | None = None
     world_up: str = "+z"
 
 
@@ -119,7 +119,7 @@ def select_cameras(calibrated: Sequence[str], image_dirs: dict[str, Path], reque
 
 
 def select_frames(per_camera: dict[str, dict[int, Path]], image_dirs: dict[str, Path], start: int,
-                  end: Optional[int], stride: int, drop_incomplete: bool) -> list[int]:
+                  end: int | None, stride: int, drop_incomplete: bool) -> list[int]:
     """Frames in ``[start, end)`` with ``stride`` (over the frames present), each seen by every camera.
 
     A frame missing in some camera is an error naming the missing file, unless ``drop_incomplete``

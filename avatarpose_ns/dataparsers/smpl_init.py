@@ -24,7 +24,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -206,7 +206,7 @@ def _fill_gaps(joints: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def fit_keypoints(folder: Path, frames: Sequence[int], body: BodyModel,
-                  cache_dir: Optional[Path]) -> dict[int, SmplSequence]:
+                  cache_dir: Path | None) -> dict[int, SmplSequence]:
     """SMPL fitted to ``keypoints3d/<frame>.json``, per person over the selected frames.
 
     A person seen in fewer than half the frames is dropped (a spurious detection); one missing in a
@@ -268,8 +268,8 @@ def _kind(path: Path) -> tuple[str, Path]:
     raise SequenceError(f"{files[0]}: neither EasyMocap SMPL (Rh, Th, poses, shapes) nor keypoints3d records")
 
 
-def load_init(root: Path, frames: Sequence[int], body: BodyModel, init_path: Optional[Path] = None,
-              cache_dir: Optional[Path] = None) -> tuple[dict[int, SmplSequence], str]:
+def load_init(root: Path, frames: Sequence[int], body: BodyModel, init_path: Path | None = None,
+              cache_dir: Path | None = None) -> tuple[dict[int, SmplSequence], str]:
     """The initialisation (first match wins, see module docstring) and a description of its source."""
     if init_path is not None:
         path = init_path if init_path.is_absolute() else root / init_path
@@ -294,7 +294,7 @@ def load_init(root: Path, frames: Sequence[int], body: BodyModel, init_path: Opt
     return dict(sorted(people.items())), f"{kind}:{path}"
 
 
-def load_gt_npz(path: Path, frames: Sequence[int]) -> Optional[dict[int, SmplSequence]]:
+def load_gt_npz(path: Path, frames: Sequence[int]) -> dict[int, SmplSequence] | None:
     """Ground-truth SMPL at the selected frames it covers, or None (with a warning) when unusable."""
     try:
         people = read_npz_checked(path)
@@ -313,7 +313,7 @@ def load_gt_npz(path: Path, frames: Sequence[int]) -> Optional[dict[int, SmplSeq
     return out
 
 
-def load_gt_keypoints(folder: Path, frames: Sequence[int]) -> Optional[dict[int, dict[int, np.ndarray]]]:
+def load_gt_keypoints(folder: Path, frames: Sequence[int]) -> dict[int, dict[int, np.ndarray]] | None:
     """Ground-truth 3D joints frame -> pid -> (J, 4) at the selected frames, or None (with a warning)."""
     try:
         data = read_keypoints3d_folder(folder)

@@ -35,7 +35,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -89,8 +88,8 @@ class Undistorter:
 
     def __init__(self, geom: ViewGeometry) -> None:
         self.geom = geom
-        self._full: Optional[tuple[np.ndarray, np.ndarray]] = None
-        self._out: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._full: tuple[np.ndarray, np.ndarray] | None = None
+        self._out: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def _maps(self, full: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +126,7 @@ class CachedView:
     image: Path
     union_mask: Path
     person_masks: list[Path]
-    person_labels: Optional[Path]
+    person_labels: Path | None
 
 
 def default_cache_dir(root: Path) -> Path:
@@ -188,7 +187,7 @@ def _image_job(src: Path, dst: Path, und: Undistorter) -> None:
         _write(dst, und.image(image))
 
 
-def _mask_job(union_src: Optional[Path], person_srcs: list[Path], out: CachedView, und: Undistorter) -> None:
+def _mask_job(union_src: Path | None, person_srcs: list[Path], out: CachedView, und: Undistorter) -> None:
     sources = ([union_src] if union_src else []) + person_srcs
     targets = [out.union_mask] + out.person_masks + ([out.person_labels] if out.person_labels else [])
     if all(_fresh(t, sources) for t in targets):

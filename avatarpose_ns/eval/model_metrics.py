@@ -11,7 +11,7 @@ posed with the model's body model and compared on its 24 joints
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from avatarpose_ns.io.easymocap import SmplSequence
 JOINT_SET = "smpl24"
 
 
-def ground_truth_sequences(metadata: Mapping) -> Optional[Dict[int, SmplSequence]]:
+def ground_truth_sequences(metadata: Mapping) -> dict[int, SmplSequence] | None:
     """The dataparser's ground-truth SMPL (person id -> SmplSequence), or None when the sequence has none."""
     people = metadata.get("eval_only_smpl_gt")
     if not people:
@@ -32,7 +32,7 @@ def ground_truth_sequences(metadata: Mapping) -> Optional[Dict[int, SmplSequence
                                    transl=p["transl"], frames=p["frames"]) for pid, p in people.items()}
 
 
-def ground_truth_joints(model) -> Optional[FrameJoints]:
+def ground_truth_joints(model) -> FrameJoints | None:
     """frame number -> GT person id -> (24, 3) joints, metres; None without ground truth."""
     people = ground_truth_sequences(model.ground_truth_metadata())
     if people is None:
@@ -56,7 +56,7 @@ def frame_joints(model, frame_position: int, with_vertices: bool = False):
     return body.joints_only(**params).cpu().double().numpy(), None
 
 
-def metrics_summary(metrics: PoseMetrics) -> Dict[str, float]:
+def metrics_summary(metrics: PoseMetrics) -> dict[str, float]:
     """Flat float metrics for nerfstudio's results dict: mpjpe, pck50 (mm / %), pcp, ap<K>, recall500 (%).
     Undefined values (NaN, e.g. MPJPE when nothing matched within 500 mm) are left out."""
     values = {"mpjpe": metrics.mpjpe, "pcp": metrics.pcp, "pck50": metrics.pck50,
@@ -69,7 +69,7 @@ def pose_metrics(pred: FrameJoints, gt: FrameJoints) -> PoseMetrics:
     return evaluate_sequence(pred, gt, joint_set=JOINT_SET)
 
 
-def frame_mpjpe(pred: Mapping[int, np.ndarray], gt: Mapping[int, np.ndarray]) -> tuple[float, Dict[int, float]]:
+def frame_mpjpe(pred: Mapping[int, np.ndarray], gt: Mapping[int, np.ndarray]) -> tuple[float, dict[int, float]]:
     """One frame's MPJPE (mm) over matched pairs and per GT person id (NaN: not matched within 500 mm).
     pred, gt: person id -> (J, 3) metres."""
     metrics = evaluate_sequence({0: dict(pred)}, {0: dict(gt)}, joint_set=JOINT_SET)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Literal
 
 import tyro
 
@@ -56,7 +56,7 @@ class ExportMeshes:
     """also extract and write the avatars' surfaces (else only the SMPL meshes)"""
     resolution: int = 192
     """marching-cubes grid points per axis over each avatar's canonical cube (192: about 1.1 cm)"""
-    frames: Optional[List[int]] = None
+    frames: list[int] | None = None
     """frame numbers to write (default: every frame of the run)"""
 
     def main(self) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Literal, Optional, Sequence
+from typing import Literal
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,8 +41,8 @@ MeshFormat = Literal["ply", "obj"]
 class MeshExport:
     """What `export_meshes` wrote, and the canonical avatar surfaces (person id -> Surface)."""
 
-    smpl: List[Path] = field(default_factory=list)
-    avatar: List[Path] = field(default_factory=list)
+    smpl: list[Path] = field(default_factory=list)
+    avatar: list[Path] = field(default_factory=list)
     surfaces: dict = field(default_factory=dict)
 
 
@@ -91,7 +92,7 @@ def canonical_surface(scene, person: int, resolution: int = 192, step: float = L
     return surface
 
 
-def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: Optional[np.ndarray] = None) -> Path:
+def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None) -> Path:
     """PLY or OBJ (by the suffix) through trimesh; colours (N, 3) in [0, 1] become 8-bit vertex colours."""
     import trimesh
 
@@ -104,7 +105,7 @@ def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: Opti
     return path
 
 
-def frame_positions(frame_numbers: Sequence[int], frames: Optional[Sequence[int]]) -> List[int]:
+def frame_positions(frame_numbers: Sequence[int], frames: Sequence[int] | None) -> list[int]:
     """Positions (into the run's frames) of the requested frame numbers; all frames for None."""
     if frames is None:
         return list(range(len(frame_numbers)))
@@ -121,9 +122,9 @@ Progress = Callable[[str, int, int], None]
 
 
 @torch.no_grad()
-def export_meshes(model, output_dir: Path, frames: Optional[Sequence[int]] = None, fmt: MeshFormat = "ply",
+def export_meshes(model, output_dir: Path, frames: Sequence[int] | None = None, fmt: MeshFormat = "ply",
                   avatar_surface: bool = True, resolution: int = 192,
-                  progress: Optional[Progress] = None) -> MeshExport:
+                  progress: Progress | None = None) -> MeshExport:
     """Write the SMPL and (optionally) avatar meshes of ``model`` (an AvatarPoseModel) for ``frames``
     (frame numbers; None: all) under ``output_dir``."""
     scene = model.avatars

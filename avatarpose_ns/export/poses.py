@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -38,7 +37,7 @@ class PoseExport:
     keypoints3d: Path  # folder of <frame>.json
 
 
-def easymocap_records(people: Dict[int, SmplSequence], body: BodyModel) -> Dict[int, list]:
+def easymocap_records(people: dict[int, SmplSequence], body: BodyModel) -> dict[int, list]:
     """Standard SMPL parameters -> frame -> EasyMocap records ``[{id, Rh, Th, poses, shapes}]``.
 
     EasyMocap poses the body with zero translation and then applies ``x -> R(Rh) x + Th``,
@@ -46,7 +45,7 @@ def easymocap_records(people: Dict[int, SmplSequence], body: BodyModel) -> Dict[
     With ``Rh = global_orient`` the two agree when ``Th = transl + j0 - R(Rh) j0``
     (the inverse of `smpl_init.read_easymocap_smpl`).
     """
-    out: Dict[int, list] = {}
+    out: dict[int, list] = {}
     for pid, seq in sorted(people.items()):
         j0 = root_joint(body, seq.betas)
         rotations = Rotation.from_rotvec(seq.global_orient).as_matrix()  # (F, 3, 3)
@@ -60,7 +59,7 @@ def easymocap_records(people: Dict[int, SmplSequence], body: BodyModel) -> Dict[
     return dict(sorted(out.items()))
 
 
-def write_easymocap_smpl_folder(folder: Path, people: Dict[int, SmplSequence], body: BodyModel) -> None:
+def write_easymocap_smpl_folder(folder: Path, people: dict[int, SmplSequence], body: BodyModel) -> None:
     """One EasyMocap ``<frame:06d>.json`` per frame (see `easymocap_records`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ class Surface:
 
     vertices: np.ndarray  # (N, 3) float
     faces: np.ndarray  # (M, 3) int
-    colors: Optional[np.ndarray] = None  # (N, 3) float
+    colors: np.ndarray | None = None  # (N, 3) float
 
     @property
     def is_empty(self) -> bool:

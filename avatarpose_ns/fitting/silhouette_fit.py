@@ -33,7 +33,7 @@ camera model as the 2D keypoint fit (`smpl_fit_2d.project_points_torch`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np

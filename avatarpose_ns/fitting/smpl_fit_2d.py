@@ -15,7 +15,7 @@ in torch, so that gradients flow to the SMPL parameters; it equals
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class TorchCameras:
 
     @classmethod
     def from_calibs(cls, cameras: Sequence[CameraCalib], dtype: torch.dtype = torch.float64,
-                    device: torch.device | str | None = None) -> "TorchCameras":
+                    device: torch.device | str | None = None) -> TorchCameras:
         if len(cameras) == 0:
             raise ValueError("need at least one camera")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

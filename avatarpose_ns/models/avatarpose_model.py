@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Type
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ NO_STATIC_EXPORT = (
 )
 
 
-def local_lpips() -> Optional[torch.nn.Module]:
+def local_lpips() -> torch.nn.Module | None:
     """torchmetrics' LPIPS (AlexNet) when torchvision's AlexNet weights are already in the torch hub
     cache, else None: evaluation never downloads anything."""
     try:
@@ -60,7 +60,7 @@ def local_lpips() -> Optional[torch.nn.Module]:
 class AvatarPoseModelConfig(ModelConfig):
     """AvatarPose's avatars; defaults are the released configuration (docs/design.md#sizes)."""
 
-    _target: Type = field(default_factory=lambda: AvatarPoseModel)
+    _target: type = field(default_factory=lambda: AvatarPoseModel)
     scene: AvatarSceneConfig = field(default_factory=AvatarSceneConfig)
     """the avatars: field sizes, ray sampling, occupancy pruning, background, body prior"""
     loss_weights: AvatarLossWeights = field(default_factory=AvatarLossWeights)
@@ -86,9 +86,9 @@ class AvatarPoseModel(Model):
             raise ValueError("the avatarpose model needs a dataparser that provides 'smpl_init' "
                              "(easymocap-data or hi4d-data)")
         self.scene_transform = SceneTransform.from_dict(metadata["world_to_scene"])
-        self.person_ids: List[int] = [int(p) for p in metadata["person_ids"]]
+        self.person_ids: list[int] = [int(p) for p in metadata["person_ids"]]
         self.num_frames = len(metadata["frames"])
-        self.frame_numbers: List[int] = [int(f) for f in metadata["frames"]]
+        self.frame_numbers: list[int] = [int(f) for f in metadata["frames"]]
         body_path = self.config.body_model_path or metadata.get("body_model_path")
         body_model = BodyModel(body_path or None)
         smpl_init = {int(p): v for p, v in metadata["smpl_init"].items()}
@@ -108,10 +108,10 @@ class AvatarPoseModel(Model):
                 parameter.requires_grad_(name in trainable)
         self.phase = phase
 
-    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+    def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {"fields": list(self.avatars.fields.parameters()), **self.avatars.smpl.parameter_groups()}
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         def update_occupancy(step: int) -> None:  # the scene's occupancy_update_every gates it
             if self.phase in ("avatar", "joint"):  # the fields only change in these phases
                 self.avatars.update_occupancy(step)
@@ -129,7 +129,7 @@ class AvatarPoseModel(Model):
             return torch.zeros(len(ray_bundle), dtype=torch.long, device=ray_bundle.origins.device)
         return time_to_frame_position(ray_bundle.times.reshape(-1), self.num_frames)
 
-    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, torch.Tensor]:
         transform = self.scene_transform
         origins = transform.to_world(ray_bundle.origins.reshape(-1, 3))
         rotation = torch.as_tensor(transform.rotation, dtype=origins.dtype, device=origins.device)
@@ -142,7 +142,7 @@ class AvatarPoseModel(Model):
             "depth": origins.new_zeros(num_rays, 1), "person_accumulation": origins.new_zeros(num_rays, num_people),
             "person_rgb": origins.new_zeros(num_rays, num_people, 3),
         }
-        extras: Dict[str, list] = {"weights": [], "empty_density": [], "collision": []}
+        extras: dict[str, list] = {"weights": [], "empty_density": [], "collision": []}
         with_collision = self.training and self.phase in ("pose_body", "joint") and num_people > 1
         for frame in frames.unique().tolist():
             rays = (frames == frame).nonzero().squeeze(1)
@@ -180,7 +180,7 @@ class AvatarPoseModel(Model):
         """The body model every person is posed with."""
         return self.avatars.body_model
 
-    def smpl_sequences(self) -> Dict[int, SmplSequence]:
+    def smpl_sequences(self) -> dict[int, SmplSequence]:
         """Every person's current SMPL parameters, in the input's world frame and metres:
         person id -> SmplSequence over the sequence's frame numbers (what export writes)."""
         state = {k: v.detach().cpu().numpy() for k, v in self.avatars.smpl.export().items()}
@@ -194,13 +194,13 @@ class AvatarPoseModel(Model):
         """The dataparser's metadata, where the ground truth (if any) travels as ``eval_only_smpl_gt``."""
         return self.kwargs.get("metadata", {})
 
-    def get_rgba_image(self, outputs: Dict[str, torch.Tensor], output_name: str = "rgb") -> torch.Tensor:
+    def get_rgba_image(self, outputs: dict[str, torch.Tensor], output_name: str = "rgb") -> torch.Tensor:
         """nerfstudio's point-cloud and TSDF exporters (and ns-render's 'rgba') call this first; nerfstudio's own
         version fails on a missing `renderer_rgb` attribute, so say why instead."""
         raise NotImplementedError(NO_STATIC_EXPORT)
 
     # ------------------------------------------------------------------ losses and metrics
-    def _target(self, batch: Dict[str, torch.Tensor], like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _target(self, batch: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Ground-truth colours with the background replaced, and the foreground mask as float."""
         image = batch["image"][..., :3].to(like)
         if "mask" in batch:
@@ -210,15 +210,15 @@ class AvatarPoseModel(Model):
         background = self.avatars.background.to(like)
         return image * mask + background * (1 - mask), mask[..., 0]
 
-    def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
+    def get_metrics_dict(self, outputs, batch) -> dict[str, torch.Tensor]:
         target, _ = self._target(batch, outputs["rgb"])
         return {"psnr": peak_signal_noise_ratio(outputs["rgb"].detach(), target, data_range=1.0)}
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, torch.Tensor]:
         """Avatar losses in avatar phases, pose losses in pose phases, both (pose priors only) when joint."""
         target, mask = self._target(batch, outputs["rgb"])
         accumulation = outputs["accumulation"][:, 0]
-        losses: Dict[str, torch.Tensor] = {}
+        losses: dict[str, torch.Tensor] = {}
         if self.phase in ("avatar", "joint"):
             losses.update(avatar_losses(
                 outputs["rgb"], target, accumulation, mask,
@@ -241,7 +241,7 @@ class AvatarPoseModel(Model):
             losses.update({f"pose_{name}" if name in losses else name: value for name, value in pose.items()})
         return losses
 
-    def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+    def get_image_metrics_and_images(self, outputs, batch) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         target, _ = self._target(batch, outputs["rgb"])
         rgb = outputs["rgb"].clamp(0, 1)
         gt_chw, rgb_chw = target.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]

@@ -34,7 +34,8 @@ identical parameter layout (see `hash_encoding`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence, Tuple, Union
+from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -138,7 +139,7 @@ class CanonicalFieldConfig:
     """Hash grid back-end: tinycudann for CUDA inputs when it imports ("auto"), or always torch."""
 
     @classmethod
-    def small(cls) -> "CanonicalFieldConfig":
+    def small(cls) -> CanonicalFieldConfig:
         """CPU ("lite") preset: 8 levels x 2, table 2^16, base 16, scale 1.5, MLPs 32 wide.
 
         The finest level has resolution 16 * 1.5**7 - 1 -> 274, i.e. about 8 mm
@@ -192,9 +193,9 @@ class CanonicalField(nn.Module):
 
     def __init__(
         self,
-        config: Optional[CanonicalFieldConfig] = None,
-        centre: Union[Tensor, Sequence[float], None] = None,
-        half_size: Union[Tensor, float, None] = None,
+        config: CanonicalFieldConfig | None = None,
+        centre: Tensor | Sequence[float] | None = None,
+        half_size: Tensor | float | None = None,
     ) -> None:
         super().__init__()
         self.config = config = config if config is not None else CanonicalFieldConfig()
@@ -221,7 +222,7 @@ class CanonicalField(nn.Module):
                               config.num_color_layers, 3)
 
     # ------------------------------------------------------------------ box
-    def normalize(self, points: Tensor) -> Tuple[Tensor, Tensor]:
+    def normalize(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """Points (N, 3) in metres -> coordinates in the unit cube (N, 3) and inside-cube mask (N,)."""
         centre = self.bbox_centre.to(points.dtype)
         half = self.bbox_half_size.to(points.dtype)
@@ -236,7 +237,7 @@ class CanonicalField(nn.Module):
             return torch.nn.functional.softplus(raw)
         return trunc_exp(raw)
 
-    def _direction_features(self, directions: Optional[Tensor], num: int, like: Tensor) -> Optional[Tensor]:
+    def _direction_features(self, directions: Tensor | None, num: int, like: Tensor) -> Tensor | None:
         """(num, D) colour-MLP inputs for unit directions (num, 3); None when the field has none.
 
         Without directions (mesh colouring, viewer previews) only the constant harmonic is
@@ -250,7 +251,7 @@ class CanonicalField(nn.Module):
         return spherical_harmonics(directions.to(like.dtype), self.config.direction_sh_degree)
 
     def _evaluate_unit(self, u: Tensor, with_rgb: bool,
-                       direction_features: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+                       direction_features: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
         """u (M, 3) in the unit cube -> density (M,), rgb (M, 3) or None, geometry features (M, G)."""
         h = self.density_mlp(self.encoding(u))
         density = self._density_from_raw(h[:, 0])
@@ -263,8 +264,8 @@ class CanonicalField(nn.Module):
 
     def query(
         self, points: Tensor, with_rgb: bool = True, with_features: bool = False,
-        directions: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        directions: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Density (...), rgb (..., 3) or None, geometry features (..., G) or None.
 
         directions (..., 3): unit canonical viewing directions, used only by a field with
@@ -296,7 +297,7 @@ class CanonicalField(nn.Module):
         geo = geo.view(*lead, G) if with_features else None
         return density, rgb, geo
 
-    def forward(self, points: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """points (..., 3) canonical, metres -> density (...) >= 0, rgb (..., 3) in [0, 1]."""
         density, rgb, _ = self.query(points, with_rgb=True)
         return density, rgb
@@ -316,8 +317,8 @@ class MultiPersonFields(nn.Module):
 
     def __init__(
         self,
-        bboxes: Sequence[Tuple[Union[Tensor, Sequence[float]], Union[Tensor, float]]],
-        config: Union[CanonicalFieldConfig, Sequence[CanonicalFieldConfig], None] = None,
+        bboxes: Sequence[tuple[Tensor | Sequence[float], Tensor | float]],
+        config: CanonicalFieldConfig | Sequence[CanonicalFieldConfig] | None = None,
     ) -> None:
         super().__init__()
         if config is None or isinstance(config, CanonicalFieldConfig):
@@ -333,10 +334,10 @@ class MultiPersonFields(nn.Module):
     @classmethod
     def from_canonical_vertices(
         cls,
-        vertices: Sequence[Union[Tensor, np.ndarray]],
-        config: Union[CanonicalFieldConfig, Sequence[CanonicalFieldConfig], None] = None,
+        vertices: Sequence[Tensor | np.ndarray],
+        config: CanonicalFieldConfig | Sequence[CanonicalFieldConfig] | None = None,
         scale: float = 1.2,
-    ) -> "MultiPersonFields":
+    ) -> MultiPersonFields:
         """Fields with cubes around each person's canonical mesh (V, 3)."""
         return cls([canonical_bounding_cube(v, scale) for v in vertices], config)
 
@@ -350,14 +351,14 @@ class MultiPersonFields(nn.Module):
     def __getitem__(self, person: int) -> CanonicalField:
         return self.fields[person]
 
-    def forward_person(self, person: int, points: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward_person(self, person: int, points: Tensor) -> tuple[Tensor, Tensor]:
         """Person ``person``'s field at its canonical points (..., 3) -> density (...), rgb (..., 3)."""
         return self.fields[person](points)
 
     def forward_all(
-        self, points: Tensor, valid: Optional[Tensor] = None, with_rgb: bool = True,
-        directions: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, Optional[Tensor]]:
+        self, points: Tensor, valid: Tensor | None = None, with_rgb: bool = True,
+        directions: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """Padded evaluation: points (L, N, 3) -> density (L, N), rgb (L, N, 3).
 
         ``valid`` (L, N) bool marks real entries; padded entries are not
@@ -385,11 +386,11 @@ class MultiPersonFields(nn.Module):
         rgb = torch.stack(rgbs, 0) if with_rgb else None
         return density, rgb
 
-    def forward(self, points: Tensor, valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, points: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
         density, rgb = self.forward_all(points, valid)
         assert rgb is not None
         return density, rgb
 
-    def density_all(self, points: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+    def density_all(self, points: Tensor, valid: Tensor | None = None) -> Tensor:
         """Density only, padded (L, N, 3) -> (L, N)."""
         return self.forward_all(points, valid, with_rgb=False)[0]

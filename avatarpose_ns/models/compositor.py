@@ -24,7 +24,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 import torch
 
@@ -90,9 +90,9 @@ def composite_layers(
     deltas: torch.Tensor,
     density: torch.Tensor,
     rgb: torch.Tensor,
-    valid: Optional[torch.Tensor] = None,
+    valid: torch.Tensor | None = None,
     background: Background = None,
-    far: Union[float, torch.Tensor, None] = None,
+    far: float | torch.Tensor | None = None,
     empty_threshold: float = 1e-6,
 ) -> LayeredRender:
     """Merge all people's samples on each ray, sort by depth and composite once.
@@ -183,9 +183,9 @@ def composite_single(
     deltas: torch.Tensor,
     density: torch.Tensor,
     rgb: torch.Tensor,
-    valid: Optional[torch.Tensor] = None,
+    valid: torch.Tensor | None = None,
     background: Background = None,
-    far: Union[float, torch.Tensor, None] = None,
+    far: float | torch.Tensor | None = None,
     empty_threshold: float = 1e-6,
 ) -> LayeredRender:
     """One person (L = 1): t, deltas, density (R, S), rgb (R, S, 3), valid (R, S) or None.

@@ -232,7 +232,7 @@ class SkinningDeformer(torch.nn.Module):
         self.cell_size = cell_size
 
     @classmethod
-    def from_body_model(cls, body_model, **kwargs) -> "SkinningDeformer":
+    def from_body_model(cls, body_model, **kwargs) -> SkinningDeformer:
         """Weights and faces of an `avatarpose_ns.body.body_model.BodyModel`."""
         return cls(body_model.skinning_weights, body_model.faces, **kwargs)
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import List, Literal, Tuple
+from typing import Literal
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ try:  # optional fused CUDA kernels
 except Exception:  # ImportError, or a broken CUDA install
     _tcnn = None
 
-HASH_PRIMES: Tuple[int, int, int] = (1, 2654435761, 805459861)
+HASH_PRIMES: tuple[int, int, int] = (1, 2654435761, 805459861)
 
 __all__ = ["HashGridEncoding", "hash_grid_levels", "tcnn_available", "HASH_PRIMES"]
 
@@ -67,7 +67,7 @@ def hash_grid_levels(
     log2_hashmap_size: int,
     base_resolution: int,
     per_level_scale: float,
-) -> List[dict]:
+) -> list[dict]:
     """Per-level geometry of the grid, with tinycudann's formulas (float32 scales).
 
     Returns one dict per level: ``scale`` (float), ``resolution`` (int),
@@ -103,7 +103,7 @@ class _HashGridFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, table: Tensor, enc: "HashGridEncoding") -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, table: Tensor, enc: HashGridEncoding) -> Tensor:  # type: ignore[override]
         L, n, F = enc.num_levels, x.shape[0], table.shape[1]
         # Same position-gradient mask as torch.clamp(x, 0, 1): zero outside and on the faces.
         inside = ((x > 0.0) & (x < 1.0)) if ctx.needs_input_grad[0] else None
@@ -321,7 +321,7 @@ class HashGridEncoding(nn.Module):
         return module(x).to(torch.float32)
 
     # ------------------------------------------------------------------ torch
-    def corner_indices_and_weights(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def corner_indices_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Table rows (L, 8, N) (int32, or int64 for huge tables) and trilinear weights (L, 8, N).
 
         x: (N, 3) in [0, 1].  Corner c = 4 * bx + 2 * by + bz (b* in {0, 1}).
@@ -330,7 +330,7 @@ class HashGridEncoding(nn.Module):
         return idx, _corner_weights(wf)
 
     @torch.no_grad()
-    def corner_indices_and_axis_weights(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def corner_indices_and_axis_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Table rows (L, 8, N) and per-axis weights (L, 3, 2, N): (1 - t, t), t the position in the cell."""
         L, Ld, Lh = self.num_levels, self.num_dense_levels, self._num_hashed
         n = x.shape[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +58,7 @@ class PoseLossWeights:
     correction: float = 0.0
     """Squared correction of `correction_joints` away from the initialisation (a Gaussian prior
     centred on it). Off by default, as released; see benchmarks/RESULTS.md for its effect."""
-    correction_joints: Tuple[int, ...] = (20, 21)
+    correction_joints: tuple[int, ...] = (20, 21)
     """SMPL joints it holds (default the wrists, whose rotation places the hand joints)."""
     smoothness: float = 1.0
     """First differences over frames of the translation."""
@@ -108,7 +107,7 @@ def hard_surface_penalty(values: torch.Tensor) -> torch.Tensor:
     return HARD_SURFACE_OFFSET - torch.logaddexp(-values, values - 1.0)
 
 
-def hard_surface_loss(values: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+def hard_surface_loss(values: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of :func:`hard_surface_penalty` over all entries, or over ``valid`` ones.
 
     values: per-ray accumulation (R,) or sorted sample weights (R, N); valid: same shape, bool.
@@ -139,7 +138,7 @@ def mask_bce_loss(accumulation: torch.Tensor, mask: torch.Tensor, eps: float = 1
     return -(m * torch.log(a) + (1.0 - m) * torch.log1p(-a)).mean()
 
 
-def densities_to_opacities(densities: torch.Tensor, step: Union[float, torch.Tensor] = 0.01) -> torch.Tensor:
+def densities_to_opacities(densities: torch.Tensor, step: float | torch.Tensor = 0.01) -> torch.Tensor:
     """alpha = 1 - exp(-relu(sigma) * step), element-wise; step a float or broadcastable tensor.
 
     The upstream collision term uses a fixed step of 0.01 (scene units) rather than each
@@ -150,7 +149,7 @@ def densities_to_opacities(densities: torch.Tensor, step: Union[float, torch.Ten
 
 def collision_loss(
     opacities: torch.Tensor,
-    valid: Optional[torch.Tensor] = None,
+    valid: torch.Tensor | None = None,
     inside_threshold: float = 0.0,
     normalize: str = "colliding",
 ) -> torch.Tensor:
@@ -188,7 +187,7 @@ def collision_loss(
     return (pair * colliding).sum() / count.clamp_min(1.0)
 
 
-def pose_prior_losses(body_pose: torch.Tensor) -> Dict[str, torch.Tensor]:
+def pose_prior_losses(body_pose: torch.Tensor) -> dict[str, torch.Tensor]:
     """Unweighted L2 pose prior and SMPLify elbow/knee angle prior, means over frames (and people).
 
     body_pose (F, 69) or (P, F, 69) axis-angle -> {"l2_pose": scalar, "angle_prior": scalar}.
@@ -217,11 +216,11 @@ def avatar_losses(
     target_rgb: torch.Tensor,
     accumulation: torch.Tensor,
     fg_mask: torch.Tensor,
-    person_accumulation: Optional[torch.Tensor] = None,
-    sample_weights: Optional[torch.Tensor] = None,
-    density_outside: Optional[torch.Tensor] = None,
-    weights: Optional[AvatarLossWeights] = None,
-) -> Dict[str, torch.Tensor]:
+    person_accumulation: torch.Tensor | None = None,
+    sample_weights: torch.Tensor | None = None,
+    density_outside: torch.Tensor | None = None,
+    weights: AvatarLossWeights | None = None,
+) -> dict[str, torch.Tensor]:
     """Weighted avatar-phase losses.
 
     Args:
@@ -237,7 +236,7 @@ def avatar_losses(
     already weighted, the ones without inputs or with weight 0 left out.
     """
     w = weights or AvatarLossWeights()
-    out: Dict[str, torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = {}
     if w.rgb:
         out["rgb_loss"] = w.rgb * rgb_huber_loss(rgb, target_rgb, w.huber_delta)
     if w.alpha:
@@ -258,13 +257,13 @@ def pose_losses(
     target_rgb: torch.Tensor,
     accumulation: torch.Tensor,
     fg_mask: torch.Tensor,
-    body_pose: Optional[torch.Tensor] = None,
-    transl: Optional[torch.Tensor] = None,
-    smooth_pose: Optional[torch.Tensor] = None,
-    collision_opacities: Optional[torch.Tensor] = None,
-    weights: Optional[PoseLossWeights] = None,
-    body_pose_init: Optional[torch.Tensor] = None,
-) -> Dict[str, torch.Tensor]:
+    body_pose: torch.Tensor | None = None,
+    transl: torch.Tensor | None = None,
+    smooth_pose: torch.Tensor | None = None,
+    collision_opacities: torch.Tensor | None = None,
+    weights: PoseLossWeights | None = None,
+    body_pose_init: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Weighted pose-phase losses.
 
     Args:
@@ -283,7 +282,7 @@ def pose_losses(
     weight 0 left out.
     """
     w = weights or PoseLossWeights()
-    out: Dict[str, torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = {}
     if w.rgb:
         out["rgb_loss"] = w.rgb * rgb_huber_loss(rgb, target_rgb, w.huber_delta)
     if w.mask:

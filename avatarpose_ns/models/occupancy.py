@@ -22,7 +22,7 @@ Torch only. Shapes: L people, R resolution, M points.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

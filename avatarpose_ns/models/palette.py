@@ -6,7 +6,7 @@ palette repeats after its last colour. Torch and numpy only.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

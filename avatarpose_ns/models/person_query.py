@@ -6,7 +6,7 @@ points in row l; asking about one person pads the other rows, here in one place.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -12,11 +12,12 @@ A schedule is a sequence of "phase:steps" entries, e.g. ("avatar:400", "pose:200
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Literal, Sequence, Tuple
+from typing import Literal
+from collections.abc import Sequence
 
 Phase = Literal["avatar", "pose", "pose_body", "joint"]
 
-PHASE_GROUPS: Dict[str, FrozenSet[str]] = {
+PHASE_GROUPS: dict[str, frozenset[str]] = {
     "avatar": frozenset({"fields", "body_shape"}),
     "pose": frozenset({"pose_mlp", "transl_orient"}),
     "pose_body": frozenset({"pose_mlp"}),
@@ -28,10 +29,10 @@ PHASE_GROUPS: Dict[str, FrozenSet[str]] = {
 class PhaseSchedule:
     """Phases in order with their lengths in steps; after the last, the last phase continues."""
 
-    phases: Tuple[Tuple[str, int], ...]
+    phases: tuple[tuple[str, int], ...]
 
     @classmethod
-    def parse(cls, entries: Sequence[str]) -> "PhaseSchedule":
+    def parse(cls, entries: Sequence[str]) -> PhaseSchedule:
         """("avatar:400", "pose:200", ...) -> PhaseSchedule; a clear error for anything else."""
         phases = []
         for entry in entries:
@@ -55,7 +56,7 @@ class PhaseSchedule:
     def total_steps(self) -> int:
         return sum(steps for _, steps in self.phases)
 
-    def locate(self, step: int) -> Tuple[int, str, int, int]:
+    def locate(self, step: int) -> tuple[int, str, int, int]:
         """step -> (phase index, phase name, steps into the phase, phase length)."""
         start = 0
         for index, (name, length) in enumerate(self.phases):
@@ -65,7 +66,7 @@ class PhaseSchedule:
         name, length = self.phases[-1]
         return len(self.phases) - 1, name, step - (start - length), length
 
-    def scaled(self, total_steps: int) -> "PhaseSchedule":
+    def scaled(self, total_steps: int) -> PhaseSchedule:
         """The same shape stretched or shrunk to `total_steps` (each phase at least 1 step)."""
         factor = total_steps / self.total_steps
         return PhaseSchedule(tuple((name, max(1, round(length * factor))) for name, length in self.phases))

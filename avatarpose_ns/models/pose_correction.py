@@ -16,7 +16,7 @@ Torch only. Shapes: L people, F frames.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ NUM_BODY_POSE = 69
 
 def pose_mlp(hidden: int = 128, num_hidden: int = 3, last_init: float = 1e-5) -> nn.Sequential:
     """69 -> hidden (x num_hidden, ReLU) -> 69, last layer ~U(+-last_init) so the output starts near 0."""
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     width = NUM_BODY_POSE
     for _ in range(num_hidden):
         layers += [nn.Linear(width, hidden), nn.ReLU()]
@@ -72,7 +72,7 @@ class SmplState(nn.Module):
     def num_frames(self) -> int:
         return int(self.transl_init.shape[1])
 
-    def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """body_shape (delta betas), pose_mlp (the MLPs), transl_orient (per-frame deltas)."""
         return {"body_shape": [self.delta_betas], "pose_mlp": list(self.pose_mlps.parameters()),
                 "transl_orient": [self.delta_orient, self.delta_transl]}
@@ -107,7 +107,7 @@ class SmplState(nn.Module):
         """(L, F, 3)"""
         return self.transl_init + self.delta_transl
 
-    def frame(self, position: int) -> Dict[str, torch.Tensor]:
+    def frame(self, position: int) -> dict[str, torch.Tensor]:
         """Parameters of every person at one frame position: betas (L, 10), body_pose (L, 69),
         global_orient (L, 3), transl (L, 3)."""
         pose0 = self.body_pose_init[:, position]
@@ -117,7 +117,7 @@ class SmplState(nn.Module):
                 "transl": self.transl_init[:, position] + self.delta_transl[:, position]}
 
     @torch.no_grad()
-    def export(self) -> Dict[str, torch.Tensor]:
+    def export(self) -> dict[str, torch.Tensor]:
         """All current parameters: betas (L, 10), body_pose (L, F, 69), global_orient (L, F, 3), transl (L, F, 3)."""
         return {"betas": self.betas.clone(), "body_pose": self.body_pose_all(),
                 "global_orient": self.global_orient_all(), "transl": self.transl_all()}

@@ -121,7 +121,7 @@ class PersonRaySamples:
         values = values.reshape(num_people, num_rays, num_slots, *values.shape[2:])
         return values.transpose(0, 1)
 
-    def with_valid(self, valid: torch.Tensor) -> "PersonRaySamples":
+    def with_valid(self, valid: torch.Tensor) -> PersonRaySamples:
         """A copy with a narrower valid mask (e.g. after deformer cutoff or occupancy
         pruning); deltas of newly invalid samples are zeroed too."""
         valid = valid & self.valid

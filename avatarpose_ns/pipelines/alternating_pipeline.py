@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Type
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
@@ -34,14 +33,14 @@ RELEASED_SCHEDULE = ("avatar:10000", "pose:5000", "avatar:2500", "pose:5000", "a
 
 @dataclass
 class AlternatingPipelineConfig(VanillaPipelineConfig):
-    _target: Type = field(default_factory=lambda: AlternatingPipeline)
-    schedule: Tuple[str, ...] = RELEASED_SCHEDULE
+    _target: type = field(default_factory=lambda: AlternatingPipeline)
+    schedule: tuple[str, ...] = RELEASED_SCHEDULE
     """phases in order as '<phase>:<steps>' (avatar, pose, pose_body, joint); the last one continues"""
     joint_optimisation: bool = False
     """optimise avatars and poses together for the whole run instead of alternating (for comparison)"""
-    avatar_fractions: Tuple[float, float] = (0.8, 0.1)
+    avatar_fractions: tuple[float, float] = (0.8, 0.1)
     """avatar phases: share of rays inside the foreground mask and in the edge band (the rest anywhere)"""
-    pose_fractions: Tuple[float, float] = (0.6, 0.3)
+    pose_fractions: tuple[float, float] = (0.6, 0.3)
     """pose phases: share of rays inside the mask and in the edge band around it (the rest anywhere)"""
     lr_final_factor: float = 0.1
     """each phase decays every learning rate linearly from its configured value to this fraction of it"""
@@ -49,7 +48,7 @@ class AlternatingPipelineConfig(VanillaPipelineConfig):
     """draw every person's SMPL skeleton (and optionally mesh) in the viewer at the time slider's frame"""
     overlay_update_every: int = 20
     """redraw the viewer overlays with the current poses every this many steps (0: only on GUI changes)"""
-    viewer_start_camera: Optional[int] = 0
+    viewer_start_camera: int | None = 0
     """training image whose camera new viewer clients start at (None: viser's default view)"""
 
 
@@ -62,15 +61,15 @@ class AlternatingPipeline(VanillaPipeline):
         if config.joint_optimisation:
             schedule = PhaseSchedule((("joint", schedule.total_steps),))
         self.schedule = schedule
-        self._optimizers: Optional[Optimizers] = None
+        self._optimizers: Optimizers | None = None
         self._phase_index = -1
-        self._gt_joints: Optional[tuple] = None
+        self._gt_joints: tuple | None = None
         if config.viewer_overlays:  # picked up by nerfstudio's viewer; inert without one
             self.overlays = PoseOverlays(lambda: self, self.model.person_ids, self.has_ground_truth,
                                          start_camera=config.viewer_start_camera)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes
-                               ) -> List[TrainingCallback]:
+                               ) -> list[TrainingCallback]:
         self._optimizers = training_callback_attributes.optimizers
         callbacks = super().get_training_callbacks(training_callback_attributes)
         overlays = getattr(self, "overlays", None)
@@ -97,7 +96,7 @@ class AlternatingPipeline(VanillaPipeline):
         """Current joints (L, 24, 3) and optionally vertices (L, V, 3) at a frame position, numpy, world."""
         return model_metrics.frame_joints(self.model, frame_position, with_vertices)
 
-    def get_pose_metrics(self) -> Dict[str, float]:
+    def get_pose_metrics(self) -> dict[str, float]:
         """Pose metrics of the current SMPL state against the ground truth ({} without ground truth):
         mpjpe, pck50 (mm, %), pcp, ap25 ... ap150, recall500 (%), 24 SMPL joints, no alignment."""
         gt = self.ground_truth_joints()
@@ -106,7 +105,7 @@ class AlternatingPipeline(VanillaPipeline):
         metrics = model_metrics.pose_metrics(model_metrics.predicted_joints(self.model), gt)
         return model_metrics.metrics_summary(metrics)
 
-    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path: Optional[Path] = None,
+    def get_average_eval_image_metrics(self, step: int | None = None, output_path: Path | None = None,
                                        get_std: bool = False):
         """nerfstudio's image metrics over the eval images, plus the pose metrics (`get_pose_metrics`)."""
         metrics = super().get_average_eval_image_metrics(step=step, output_path=output_path, get_std=get_std)

@@ -56,7 +56,7 @@ class SceneTransform:
     scale: float
 
     @classmethod
-    def identity(cls) -> "SceneTransform":
+    def identity(cls) -> SceneTransform:
         return cls(np.eye(3), np.zeros(3), 1.0)
 
     @property
@@ -86,7 +86,7 @@ class SceneTransform:
         return {"rotation": self.rotation.tolist(), "translation": self.translation.tolist(), "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SceneTransform":
+    def from_dict(cls, data: dict[str, Any]) -> SceneTransform:
         return cls(np.asarray(data["rotation"], dtype=np.float64), np.asarray(data["translation"], dtype=np.float64),
                    float(data["scale"]))
 

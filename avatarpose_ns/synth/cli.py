@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import tyro
 from rich.console import Console
@@ -25,29 +25,29 @@ class SynthArgs:
     """folder to write the sequence into"""
     preset: Literal["demo", "bench"] = "demo"
     """demo: 2 people, 6 cameras, 8 frames, 256 px; bench: 2 people, 8 cameras, 20 frames, 512 px"""
-    seed: Optional[int] = None
-    interaction: Optional[Literal["hug", "handshake", "shoulder_walk", "dance"]] = None
-    num_people: Optional[int] = None
-    num_cameras: Optional[int] = None
-    num_frames: Optional[int] = None
-    duration_s: Optional[float] = None
+    seed: int | None = None
+    interaction: Literal["hug", "handshake", "shoulder_walk", "dance"] | None = None
+    num_people: int | None = None
+    num_cameras: int | None = None
+    num_frames: int | None = None
+    duration_s: float | None = None
     """length of the clip in seconds (frames are spread evenly over it)"""
-    resolution: Optional[str] = None
+    resolution: str | None = None
     """image size as WxH, e.g. 320x240"""
-    rig: Optional[Path] = None
+    rig: Path | None = None
     """folder with intri.yml/extri.yml (with H_/W_) to use instead of the camera ring"""
-    distortion: Optional[tuple[float, float]] = None
+    distortion: tuple[float, float] | None = None
     """radial lens distortion k1 k2 of the ring cameras"""
-    sensor_noise: Optional[float] = None
-    lighting: Optional[Literal["headlight", "all-cameras"]] = None
+    sensor_noise: float | None = None
+    lighting: Literal["headlight", "all-cameras"] | None = None
     """all-cameras (default): a light at every camera, all on at once (the same shading in every view);
     headlight: each view lit from its own camera (the shading changes with the view)"""
-    keypoint_noise_scale: Optional[float] = None
+    keypoint_noise_scale: float | None = None
     """multiplies every error of the simulated keypoint estimator"""
-    mask_errors: Optional[Literal["none", "mild", "realistic", "harsh"]] = None
+    mask_errors: Literal["none", "mild", "realistic", "harsh"] | None = None
     """segmenter-like errors on the written masks (docs/testbed.md); the exact masks then go to mask_exact/.
     Default none: exact masks"""
-    body_model_path: Optional[Path] = None
+    body_model_path: Path | None = None
     """an SMPL .pkl file or folder; default: the built-in SMPL-format model"""
     quiet: bool = False
 

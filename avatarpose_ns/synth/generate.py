@@ -24,7 +24,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import trimesh
 from rich.progress import Progress
 
 from avatarpose_ns.body.body_model import BodyModel

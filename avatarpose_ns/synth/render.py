@@ -10,7 +10,7 @@ interpolated vertex normals).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import trimesh

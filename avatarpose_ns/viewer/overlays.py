@@ -22,7 +22,7 @@ every refresh returns at once. Scene units: nerfstudio's scene frame times
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -43,7 +43,7 @@ START_VIEW_STEP = 0.05  # share of the way to the scene centre the start view si
 START_VIEW_ZOOM_OUT = 1.3  # the start view's field of view is this much wider than its camera's (some margin)
 
 
-def bones(parents: Sequence[int] = SMPL_PARENTS) -> List[tuple[int, int]]:
+def bones(parents: Sequence[int] = SMPL_PARENTS) -> list[tuple[int, int]]:
     """(parent, child) joint pairs of a kinematic tree."""
     return [(int(p), child) for child, p in enumerate(parents) if p >= 0]
 
@@ -59,7 +59,7 @@ def to_viser(points: np.ndarray, transform: SceneTransform) -> np.ndarray:
     return np.asarray(transform.to_scene(np.asarray(points, dtype=np.float64)) * VISER_SCALE, dtype=np.float32)
 
 
-def format_mpjpe(frame_number: int, mean: float, per_person: Dict[int, float]) -> tuple[str, str]:
+def format_mpjpe(frame_number: int, mean: float, per_person: dict[int, float]) -> tuple[str, str]:
     """Readout texts: ('41.3 mm, frame 12', '0: 39.8, 1: 42.9') by GT person id, '-' for a person not
     matched within 500 mm."""
     people = ", ".join(f"{pid}: {v:.1f}" if np.isfinite(v) else f"{pid}: -" for pid, v in sorted(per_person.items()))
@@ -72,7 +72,7 @@ class ReadoutText(ViewerText):
     """Read-only text: changing its value neither re-renders the viewer nor waits for the trainer's lock
     (nerfstudio hooks those onto an element's update callback, which this element never registers)."""
 
-    def __init__(self, name: str, default_value: str, hint: Optional[str] = None) -> None:
+    def __init__(self, name: str, default_value: str, hint: str | None = None) -> None:
         super().__init__(name, default_value, disabled=True, hint=hint)
 
     def install(self, viser_server) -> None:
@@ -96,7 +96,7 @@ class PoseOverlays(nn.Module):
     view new viewer clients start from (None: viser's default view)."""
 
     def __init__(self, pipeline_fn: Callable, person_ids: Sequence[int], has_ground_truth: bool,
-                 start_camera: Optional[int] = 0) -> None:
+                 start_camera: int | None = 0) -> None:
         super().__init__()
         self._pipeline_fn = pipeline_fn
         self._person_ids = [int(p) for p in person_ids]
@@ -104,7 +104,7 @@ class PoseOverlays(nn.Module):
         self._viewer = None
         self._server = None
         self._lock = threading.Lock()
-        self._nodes: Dict[str, object] = {}  # scene node name -> handle
+        self._nodes: dict[str, object] = {}  # scene node name -> handle
         self._gt_joints = None
         self.control = _OverlayControl(self._attach)
         # GUI: attribute names sort into the order shown (nerfstudio lists them alphabetically)
