@@ -70,6 +70,8 @@ def avatarpose_trainer(lite: bool) -> TrainerConfig:
                 dataparser=EasyMocapDataParserConfig(),
                 train_num_rays_per_batch=2048 if lite else 16384,
                 eval_num_rays_per_batch=2048 if lite else 8192,
+                # training batches take each phase's ray mix from the pipeline (PHASES' ray_mix); this mix
+                # is the eval batches' (nerfstudio builds its eval sampler from the same config)
                 pixel_sampler=FramePixelSamplerConfig(inside_fraction=0.7, edge_fraction=0.2,
                                                       edge_band_px=3 if lite else 48),
             ),

@@ -44,7 +44,7 @@ from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig  # 
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig  # noqa: E402
 from avatarpose_ns.models.compositor import composite_layers  # noqa: E402
 from avatarpose_ns.models.losses import avatar_losses, pose_losses  # noqa: E402
-from avatarpose_ns.models.phases import PHASE_GROUPS  # noqa: E402
+from avatarpose_ns.models.phases import PHASES  # noqa: E402
 
 RELEASED_STEPS = {"avatar": 15000, "pose": 10000, "pose_body": 5000}
 
@@ -144,7 +144,7 @@ def time_phases(sequence: Path, device: torch.device, args: argparse.Namespace, 
     counter = [0]
 
     def step(phase: str) -> int:
-        trainable = PHASE_GROUPS[phase]
+        trainable = PHASES[phase].trainable
         for name, parameters in groups.items():
             for parameter in parameters:
                 parameter.requires_grad_(name in trainable)
@@ -152,7 +152,7 @@ def time_phases(sequence: Path, device: torch.device, args: argparse.Namespace, 
         rays = torch.cat([on_people[torch.randint(len(on_people), (inside,), device=device)],
                           torch.randint(len(mask), (num_rays - inside,), device=device)])
         result = scene.render(origins[rays], directions[rays], frame_position=counter[0] % scene.smpl.num_frames,
-                              with_collision=phase == "pose_body")
+                              with_collision=PHASES[phase].collision)
         r = result.render
         if phase == "avatar":
             losses = avatar_losses(r.rgb, target[rays], r.accumulation, mask[rays].float(),

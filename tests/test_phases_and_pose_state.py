@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatarpose_ns.models.phases import PHASE_GROUPS, PhaseSchedule
+from avatarpose_ns.models.phases import PHASES, PhaseSchedule, phase_spec
 from avatarpose_ns.models.pose_correction import SmplState
 
 
@@ -30,10 +30,25 @@ def test_bad_schedule_entries_are_named(entry):
         PhaseSchedule.parse(["avatar:5", entry])
 
 
-def test_phase_groups_partition_the_parameters():
-    assert PHASE_GROUPS["avatar"].isdisjoint(PHASE_GROUPS["pose"])
-    assert PHASE_GROUPS["pose_body"] < PHASE_GROUPS["pose"]
-    assert PHASE_GROUPS["joint"] == PHASE_GROUPS["avatar"] | PHASE_GROUPS["pose"]
+@pytest.mark.parametrize("phase", sorted(PHASES))
+def test_set_phase_trains_exactly_the_groups_of_its_spec(tiny_sequence, phase):
+    """The model reads the phase table: gradients on for the spec's groups, off for every other one,
+    and the spec it keeps is the table's."""
+    from model_fixtures import tiny_model
+
+    model = tiny_model(tiny_sequence)
+    model.set_phase(phase)
+    assert model.phase_spec is PHASES[phase]
+    for name, parameters in model.get_param_groups().items():
+        assert parameters, name
+        assert {p.requires_grad for p in parameters} == {name in PHASES[phase].trainable}, (phase, name)
+
+
+def test_pose_phases_drop_the_image_terms_only_when_the_avatar_terms_fit_the_images():
+    assert phase_spec("joint").avatar_losses and not phase_spec("joint").pose_image_terms
+    assert all(phase_spec(p).pose_image_terms for p in ("pose", "pose_body"))
+    with pytest.raises(ValueError, match="unknown phase 'walk'"):
+        phase_spec("walk")
 
 
 def test_state_starts_at_the_initialisation():

@@ -30,7 +30,7 @@ from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
 from avatarpose_ns.models.compositor import instance_map
 from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
 from avatarpose_ns.models.palette import colour_instances
-from avatarpose_ns.models.phases import PHASE_GROUPS, Phase
+from avatarpose_ns.models.phases import Phase, PhaseSpec, phase_spec
 
 
 NO_STATIC_EXPORT = (
@@ -95,25 +95,24 @@ class AvatarPoseModel(Model):
         self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, self.config.scene,
                                    pose_mlp_hidden=self.config.pose_mlp_hidden)
         self.phase: Phase = "avatar"
+        self.phase_spec: PhaseSpec = phase_spec("avatar")
         self.set_phase("avatar")
 
     def set_phase(self, phase: Phase) -> None:
         """Switch what trains: gradients on for the phase's parameter groups, off for the rest
         (a frozen group gets no gradient, so Adam neither steps it nor touches its state)."""
-        if phase not in PHASE_GROUPS:
-            raise ValueError(f"unknown phase {phase!r}; choose one of {sorted(PHASE_GROUPS)}")
-        trainable = PHASE_GROUPS[phase]
+        spec = phase_spec(phase)
         for name, parameters in self.get_param_groups().items():
             for parameter in parameters:
-                parameter.requires_grad_(name in trainable)
-        self.phase = phase
+                parameter.requires_grad_(name in spec.trainable)
+        self.phase, self.phase_spec = phase, spec
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {"fields": list(self.avatars.fields.parameters()), **self.avatars.smpl.parameter_groups()}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         def update_occupancy(step: int) -> None:  # the scene's occupancy_update_every gates it
-            if self.phase in ("avatar", "joint"):  # the fields only change in these phases
+            if self.phase_spec.fields_train:
                 self.avatars.update_occupancy(step)
 
         def fit_fields_to_bodies(step: int) -> None:  # once per model; a resumed run skips it
@@ -143,7 +142,7 @@ class AvatarPoseModel(Model):
             "person_rgb": origins.new_zeros(num_rays, num_people, 3),
         }
         extras: dict[str, list] = {"weights": [], "empty_density": [], "collision": []}
-        with_collision = self.training and self.phase in ("pose_body", "joint") and num_people > 1
+        with_collision = self.training and self.phase_spec.collision and num_people > 1
         for frame in frames.unique().tolist():
             rays = (frames == frame).nonzero().squeeze(1)
             result = self.avatars.render(origins[rays], directions[rays], int(frame), far=far,
@@ -200,7 +199,7 @@ class AvatarPoseModel(Model):
         raise NotImplementedError(NO_STATIC_EXPORT)
 
     # ------------------------------------------------------------------ losses and metrics
-    def _target(self, batch: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def masked_target(self, batch: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Ground-truth colours with the background replaced, and the foreground mask as float."""
         image = batch["image"][..., :3].to(like)
         if "mask" in batch:
@@ -211,24 +210,24 @@ class AvatarPoseModel(Model):
         return image * mask + background * (1 - mask), mask[..., 0]
 
     def get_metrics_dict(self, outputs, batch) -> dict[str, torch.Tensor]:
-        target, _ = self._target(batch, outputs["rgb"])
+        target, _ = self.masked_target(batch, outputs["rgb"])
         return {"psnr": peak_signal_noise_ratio(outputs["rgb"].detach(), target, data_range=1.0)}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, torch.Tensor]:
         """Avatar losses in avatar phases, pose losses in pose phases, both (pose priors only) when joint."""
-        target, mask = self._target(batch, outputs["rgb"])
+        target, mask = self.masked_target(batch, outputs["rgb"])
         accumulation = outputs["accumulation"][:, 0]
         losses: dict[str, torch.Tensor] = {}
-        if self.phase in ("avatar", "joint"):
+        if self.phase_spec.avatar_losses:
             losses.update(avatar_losses(
                 outputs["rgb"], target, accumulation, mask,
                 person_accumulation=outputs.get("person_accumulation"),
                 sample_weights=outputs.get("sample_weights"), density_outside=outputs.get("empty_density"),
                 weights=self.config.loss_weights,
             ))
-        if self.phase != "avatar":
+        if self.phase_spec.pose_losses:
             weights = self.config.pose_loss_weights
-            if self.phase == "joint":  # the avatar terms already fit the images
+            if not self.phase_spec.pose_image_terms:
                 weights = dataclasses.replace(weights, rgb=0.0, mask=0.0)
             smpl = self.avatars.smpl
             body_pose = smpl.body_pose_all()
@@ -242,7 +241,7 @@ class AvatarPoseModel(Model):
         return losses
 
     def get_image_metrics_and_images(self, outputs, batch) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-        target, _ = self._target(batch, outputs["rgb"])
+        target, _ = self.masked_target(batch, outputs["rgb"])
         rgb = outputs["rgb"].clamp(0, 1)
         gt_chw, rgb_chw = target.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]
         metrics = {

@@ -17,12 +17,46 @@ from collections.abc import Sequence
 
 Phase = Literal["avatar", "pose", "pose_body", "joint"]
 
-PHASE_GROUPS: dict[str, frozenset[str]] = {
-    "avatar": frozenset({"fields", "body_shape"}),
-    "pose": frozenset({"pose_mlp", "transl_orient"}),
-    "pose_body": frozenset({"pose_mlp"}),
-    "joint": frozenset({"fields", "body_shape", "pose_mlp", "transl_orient"}),
+@dataclass(frozen=True)
+class PhaseSpec:
+    """Everything a phase switches: the one place the model and the pipeline read it from."""
+
+    trainable: frozenset[str]
+    """parameter groups that get gradients (the rest are frozen)"""
+    avatar_losses: bool
+    """the avatar terms (colour, silhouette, layer entropy, hard surface, empty space)"""
+    pose_losses: bool
+    """the pose terms and priors"""
+    pose_image_terms: bool
+    """the pose colour and mask terms (off when the avatar terms already fit the images)"""
+    collision: bool
+    """render and penalise the overlap of people's fields"""
+    ray_mix: Literal["avatar", "pose"]
+    """which of the pipeline's ray mixes (inside the mask, edge band, anywhere) the sampler uses"""
+
+    @property
+    def fields_train(self) -> bool:
+        """The fields change, so the occupancy grid must follow them."""
+        return "fields" in self.trainable
+
+
+PHASES: dict[str, PhaseSpec] = {
+    "avatar": PhaseSpec(frozenset({"fields", "body_shape"}), avatar_losses=True, pose_losses=False,
+                        pose_image_terms=False, collision=False, ray_mix="avatar"),
+    "pose": PhaseSpec(frozenset({"pose_mlp", "transl_orient"}), avatar_losses=False, pose_losses=True,
+                      pose_image_terms=True, collision=False, ray_mix="pose"),
+    "pose_body": PhaseSpec(frozenset({"pose_mlp"}), avatar_losses=False, pose_losses=True,
+                           pose_image_terms=True, collision=True, ray_mix="pose"),
+    "joint": PhaseSpec(frozenset({"fields", "body_shape", "pose_mlp", "transl_orient"}), avatar_losses=True,
+                       pose_losses=True, pose_image_terms=False, collision=True, ray_mix="pose"),
 }
+
+
+def phase_spec(phase: str) -> PhaseSpec:
+    """The spec of a phase by name; a clear error for an unknown one."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; choose one of {sorted(PHASES)}")
+    return PHASES[phase]
 
 
 @dataclass(frozen=True)
@@ -38,9 +72,9 @@ class PhaseSchedule:
         for entry in entries:
             name, sep, steps = str(entry).partition(":")
             name = name.strip()
-            if not sep or name not in PHASE_GROUPS:
+            if not sep or name not in PHASES:
                 raise ValueError(f"schedule entry {entry!r}: expected '<phase>:<steps>' with phase one of "
-                                 f"{sorted(PHASE_GROUPS)}")
+                                 f"{sorted(PHASES)}")
             try:
                 count = int(steps)
             except ValueError:

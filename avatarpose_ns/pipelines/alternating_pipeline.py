@@ -118,7 +118,8 @@ class AlternatingPipeline(VanillaPipeline):
         if index != self._phase_index:
             self._phase_index = index
             self.model.set_phase(phase)
-            inside, edge = self.config.avatar_fractions if phase == "avatar" else self.config.pose_fractions
+            mix = self.model.phase_spec.ray_mix
+            inside, edge = self.config.avatar_fractions if mix == "avatar" else self.config.pose_fractions
             sampler = getattr(self.datamanager, "train_pixel_sampler", None)
             if hasattr(sampler, "set_fractions"):
                 sampler.set_fractions(inside, edge)
