@@ -128,20 +128,23 @@ def _shirt_colors(xyz: np.ndarray, style: PersonStyle) -> np.ndarray:
     return np.where(sel[:, None], second[None], base[None])
 
 
-def vertex_colors(
+REGIONS = ("shirt", "sleeve", "skin", "trousers", "shoes", "hair")
+"""what covers each vertex: the colours paint them and the clothing geometry (`synth.clothing`) lifts them"""
+
+
+def vertex_regions(
     canonical_vertices: np.ndarray,
     skinning_weights: np.ndarray,
     joints: np.ndarray,
     style: PersonStyle,
 ) -> np.ndarray:
-    """Per-vertex RGB in [0, 1] for a body in its canonical rest pose.
+    """(V,) index into `REGIONS` per vertex of a body in its canonical rest pose.
 
-    canonical_vertices (V, 3), skinning_weights (V, 24), joints (24, 3) rest-pose
-    SMPL joints.  Each vertex is coloured by its dominant skinning joint: head
-    skin with hair over the top and back of the head, neck skin, torso /
-    shoulders / upper arms shirt (with the pattern), forearms skin or sleeve,
-    hands skin, legs trousers, feet shoes.  The lower part of the pelvis region
-    (below the waist line) takes the trousers colour.
+    canonical_vertices (V, 3), skinning_weights (V, 24), joints (24, 3) rest-pose SMPL
+    joints.  Each vertex goes by its dominant skinning joint: torso, shoulders and upper
+    arms shirt; forearms sleeve (long sleeves) or skin; neck and hands skin; legs trousers
+    (and the part of the pelvis region below the waist line); feet shoes; head skin with
+    hair over the top, the sides above the ears and the back.
     """
     verts = np.asarray(canonical_vertices, dtype=np.float64)
     weights = np.asarray(skinning_weights, dtype=np.float64)
@@ -153,33 +156,26 @@ def vertex_colors(
     if joints.shape != (24, 3):
         raise ValueError(f"joints must be (24, 3), got {joints.shape}")
 
+    code = {name: index for index, name in enumerate(REGIONS)}
     dominant = np.argmax(weights, axis=1)
-    colors = np.tile(np.asarray(style.shirt, dtype=np.float64), (len(verts), 1))
+    regions = np.full(len(verts), code["shirt"], dtype=np.int64)
 
-    def paint(joint_ids, color) -> np.ndarray:
+    def paint(joint_ids, region: str) -> np.ndarray:
         mask = np.isin(dominant, joint_ids)
-        colors[mask] = np.asarray(color, dtype=np.float64)
+        regions[mask] = code[region]
         return mask
 
-    shirt = np.isin(dominant, SHIRT_JOINTS)
-    colors[shirt] = _shirt_colors(verts[shirt], style)
-    # trousers up to the waist line
     below_waist = (dominant == PELVIS) & (verts[:, 1] < joints[PELVIS, 1] + style.waist_offset_m)
-    colors[below_waist] = np.asarray(style.trousers)
-    paint(NECK_JOINTS, style.skin)
-    if style.long_sleeves:
-        fore = np.isin(dominant, FOREARM_JOINTS)
-        colors[fore] = _shirt_colors(verts[fore], style)
-    else:
-        paint(FOREARM_JOINTS, style.skin)
-    paint(HAND_JOINTS, style.skin)
-    paint(LEG_JOINTS, style.trousers)
-    paint(FOOT_JOINTS, style.shoes)
+    regions[below_waist] = code["trousers"]
+    paint(NECK_JOINTS, "skin")
+    paint(FOREARM_JOINTS, "sleeve" if style.long_sleeves else "skin")
+    paint(HAND_JOINTS, "skin")
+    paint(LEG_JOINTS, "trousers")
+    paint(FOOT_JOINTS, "shoes")
 
-    head = paint(HEAD_JOINTS, style.skin)
+    head = paint(HEAD_JOINTS, "skin")
     if np.any(head):
-        hv = verts[head]
-        rel = hv - joints[HEAD]
+        rel = verts[head] - joints[HEAD]
         y_top = rel[:, 1].max()
         y_bottom = min(rel[:, 1].min(), 0.0)
         height = max(y_top - y_bottom, 1e-6)
@@ -191,7 +187,26 @@ def vertex_colors(
         # the hairline sits higher over the face than behind the ears
         sides = (y_rel > 0.62) & (rel[:, 2] < z_front - 0.05)
         hair = top | sides | (back & (y_rel > 0.25))
-        head_colors = colors[head]
-        head_colors[hair] = np.asarray(style.hair)
-        colors[head] = head_colors
+        head_regions = regions[head]
+        head_regions[hair] = code["hair"]
+        regions[head] = head_regions
+    return regions
+
+
+def vertex_colors(
+    canonical_vertices: np.ndarray,
+    skinning_weights: np.ndarray,
+    joints: np.ndarray,
+    style: PersonStyle,
+) -> np.ndarray:
+    """Per-vertex RGB in [0, 1] for a body in its canonical rest pose: each `vertex_regions`
+    region in the style's colour, the shirt (and long sleeves) with its pattern."""
+    verts = np.asarray(canonical_vertices, dtype=np.float64)
+    regions = vertex_regions(verts, skinning_weights, joints, style)
+    colors = np.zeros((len(verts), 3), dtype=np.float64)
+    for name, color in (("skin", style.skin), ("trousers", style.trousers), ("shoes", style.shoes),
+                        ("hair", style.hair)):
+        colors[regions == REGIONS.index(name)] = np.asarray(color, dtype=np.float64)
+    patterned = np.isin(regions, (REGIONS.index("shirt"), REGIONS.index("sleeve")))
+    colors[patterned] = _shirt_colors(verts[patterned], style)
     return np.clip(colors, 0.0, 1.0)

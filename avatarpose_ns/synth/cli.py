@@ -45,8 +45,11 @@ class SynthArgs:
     keypoint_noise_scale: float | None = None
     """multiplies every error of the simulated keypoint estimator"""
     mask_errors: Literal["none", "mild", "realistic", "harsh"] | None = None
-    """segmenter-like errors on the written masks (docs/testbed.md); the exact masks then go to mask_exact/.
+    """segmenter-like errors on the written masks (docs/data.md); the exact masks then go to mask_exact/.
     Default none: exact masks"""
+    clothing: Literal["none", "tight", "loose"] | None = None
+    """garments as geometry (docs/data.md): loose shirts, wide trousers, skirts, hair volume, so the
+    silhouettes are larger than the SMPL body; the ground truth stays the body underneath. Default none"""
     body_model_path: Path | None = None
     """an SMPL .pkl file or folder; default: the built-in SMPL-format model"""
     quiet: bool = False
@@ -58,7 +61,8 @@ def resolve_config(args: SynthArgs) -> SynthConfig:
     overrides = {
         name: getattr(args, name)
         for name in ("seed", "interaction", "num_people", "num_cameras", "num_frames", "duration_s",
-                     "rig", "distortion", "sensor_noise", "lighting", "mask_errors", "body_model_path")
+                     "rig", "distortion", "sensor_noise", "lighting", "mask_errors", "clothing",
+                     "body_model_path")
         if getattr(args, name) is not None
     }
     if args.resolution is not None:

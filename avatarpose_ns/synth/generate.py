@@ -32,7 +32,8 @@ from avatarpose_ns.eval.interpenetration import interpenetration
 from avatarpose_ns.fitting.smpl_fit import FitConfig, fit_smpl_to_joints
 from avatarpose_ns.io.cameras import CameraCalib, pixel_rays, project_points, read_cameras, ring_rig, write_cameras
 from avatarpose_ns.io.easymocap import SmplSequence, write_annots, write_keypoints3d_folder, write_smpl_npz
-from avatarpose_ns.synth.appearance import sample_style, vertex_colors
+from avatarpose_ns.synth.appearance import sample_style, vertex_colors, vertex_regions
+from avatarpose_ns.synth.clothing import Outfit, clothing_config, fit_skirt, garment_thickness
 from avatarpose_ns.synth.keypoints import (
     KeypointNoiseConfig, occlusion_by_others, simulate_keypoints2d, simulate_keypoints3d,
 )
@@ -43,6 +44,8 @@ from avatarpose_ns.synth.render import MeshLayer, render_view
 MASK_ERROR_STREAM = 0x6D61736B
 """the mask errors draw from their own generator, seeded with (seed, this), so they leave the
 motion, images and keypoints of a seed as they are"""
+CLOTHING_STREAM = 0x636C6F74
+"""so do the clothing's choices (who wears a skirt)"""
 
 PERSON_COLORS_BGR = ((60, 60, 230), (230, 140, 40), (60, 200, 60), (200, 60, 200))
 
@@ -73,6 +76,9 @@ class SynthConfig:
     keypoint_noise: KeypointNoiseConfig = field(default_factory=KeypointNoiseConfig)
     mask_errors: str = "none"
     """segmenter-like errors on the written masks (`mask_errors.MASK_ERROR_LEVELS`); "none": exact"""
+    clothing: str = "none"
+    """garments as geometry (`clothing.CLOTHING_LEVELS`): "none" bare SMPL, "tight", "loose" (skirts,
+    wide trousers, hair volume); the ground truth stays the body underneath"""
 
 
 PRESETS: dict[str, SynthConfig] = {
@@ -182,6 +188,7 @@ def _generate_sequence(config: SynthConfig, output: Path, progress: bool) -> dic
     if config.interaction not in INTERACTIONS:
         raise ValueError(f"unknown interaction '{config.interaction}', choose from {INTERACTIONS}")
     mask_errors = mask_error_config(config.mask_errors)
+    clothing = clothing_config(config.clothing)
     if config.lighting not in ("headlight", "all-cameras"):
         raise ValueError(f"lighting must be 'headlight' or 'all-cameras', got '{config.lighting}'")
     started = time.perf_counter()
@@ -200,13 +207,22 @@ def _generate_sequence(config: SynthConfig, output: Path, progress: bool) -> dic
     write_cameras(output, cameras)
     summary["interpenetration_gt"] = interpenetration(vertices, faces)
 
-    colors = []
+    colors, outfits = [], []
+    skinning = body.skinning_weights.double().numpy()
+    clothing_rng = np.random.default_rng([config.seed, CLOTHING_STREAM])
     for person, seq in people.items():
         betas = torch.tensor(seq.betas[None], dtype=torch.float32)
         with torch.no_grad():
             rest = body.shaped_vertices(betas)[0].double().numpy()
             rest_joints = body.rest_joints(betas)[0].double().numpy()
-        colors.append(vertex_colors(rest, body.skinning_weights.double().numpy(), rest_joints, sample_style(rng, person)))
+        style = sample_style(rng, person)
+        colors.append(vertex_colors(rest, skinning, rest_joints, style))
+        regions = vertex_regions(rest, skinning, rest_joints, style)
+        skirt = fit_skirt(rest, rest_joints, clothing) if clothing_rng.random() < clothing.skirt_share else None
+        outfits.append(Outfit(garment_thickness(regions, skinning.argmax(1), faces, clothing), skirt, style.trousers))
+    if clothing.active:
+        summary["clothing"] = {"level": config.clothing, "skirts": [o.skirt is not None for o in outfits],
+                               "max_thickness_m": [round(float(o.thickness.max()), 4) for o in outfits]}
 
     num_people, num_frames = joints.shape[:2]
     person_maps = [np.zeros((num_frames, c.height, c.width), np.int16) for c in cameras]
@@ -226,7 +242,8 @@ def _generate_sequence(config: SynthConfig, output: Path, progress: bool) -> dic
             (output / "images" / cam.name).mkdir(parents=True, exist_ok=True)
             rays = pixel_rays(cam)  # the same for every frame of this camera
             for f in range(num_frames):
-                layers = [MeshLayer(vertices[p, f], faces, colors[p]) for p in range(num_people)]
+                layers = [MeshLayer(*outfits[p].dress(vertices[p, f], faces, colors[p], joints[p, f]))
+                          for p in range(num_people)]
                 result = render_view(layers, cam, background=config.background, noise_std=config.sensor_noise, rng=rng,
                                      rays=rays, light_positions=lights)
                 name = f"{f:06d}"
