@@ -9,8 +9,12 @@ runs with a result are skipped, so an interrupted benchmark resumes where it sto
 table at the end is built from every result on disk.
 
     .venv/bin/python benchmarks/bench_accuracy.py                       # all sequences, "ours"
+    .venv/bin/python benchmarks/bench_accuracy.py --sequences demo-realistic --configs init silhouette-fit ours
     .venv/bin/python benchmarks/bench_accuracy.py --configs ours no-rgb no-mask no-collision joint
     .venv/bin/python benchmarks/bench_accuracy.py --sequences demo dance-3people --table-only
+
+Every sequence has a realistic twin, `<name>-realistic`: the same seed and motion with loose
+clothes (`--clothing loose`) and segmenter-like masks (`--mask-errors realistic`).
 
 "shape only" is the error the estimate's betas keep under the exact pose (ground-truth angles
 and root, pelvis aligned; `avatarpose_ns.eval.shape_error`): what pose refinement cannot
@@ -48,7 +52,11 @@ SEQUENCES: dict[str, list[str]] = {
     "hug-8cams": ["--preset", "demo", "--seed", "4", "--interaction", "hug", "--num-cameras", "8"],
     "bench": ["--preset", "bench"],
 }
-DEFAULT_SEQUENCES = ("demo", "handshake-seed1", "dance-3people", "walk-4cams", "hug-8cams")
+REALISTIC_FLAGS = ["--clothing", "loose", "--mask-errors", "realistic"]
+"""the realistic test bed: loose clothes (silhouettes larger than the SMPL body) and segmenter-like masks"""
+SEQUENCES.update({f"{name}-realistic": [*flags, *REALISTIC_FLAGS] for name, flags in list(SEQUENCES.items())})
+CLEAN_SEQUENCES = ("demo", "handshake-seed1", "dance-3people", "walk-4cams", "hug-8cams")
+DEFAULT_SEQUENCES = (*CLEAN_SEQUENCES, *(f"{name}-realistic" for name in CLEAN_SEQUENCES))
 
 CONFIGS: dict[str, list[str]] = {
     # name: extra ns-train flags on top of avatarpose-lite's defaults
