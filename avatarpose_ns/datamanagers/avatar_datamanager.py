@@ -1,4 +1,4 @@
-"""nerfstudio's VanillaDataManager with the frame-aware pixel sampler."""
+"""nerfstudio's VanillaDataManager with the frame-aware pixel sampler and the background plates."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.pixel_samplers import PixelSampler
 
+from avatarpose_ns.datamanagers.avatar_dataset import AvatarDataset
 from avatarpose_ns.datamanagers.frame_pixel_sampler import FramePixelSamplerConfig
 
 
@@ -16,8 +17,8 @@ class AvatarDataManagerConfig(VanillaDataManagerConfig):
     pixel_sampler: FramePixelSamplerConfig = field(default_factory=FramePixelSamplerConfig)
 
 
-class AvatarDataManager(VanillaDataManager):
-    """Draws each training batch from the views of a single frame."""
+class AvatarDataManager(VanillaDataManager[AvatarDataset]):
+    """Draws each training batch from the views of a single frame; each ray carries its plate colour."""
 
     config: AvatarDataManagerConfig
 

@@ -16,7 +16,8 @@ Outputs (per split), besides nerfstudio's own fields:
   arrays) and ``camera_index`` (index into ``metadata["camera_names"]``).
 * ``dataparser_transform`` / ``dataparser_scale``: the scene transform
   (``avatarpose_ns.scene.transform.SceneTransform``), also in ``metadata["world_to_scene"]``.
-* ``metadata``: see ``_metadata`` below; SMPL parameters are numpy arrays in
+* ``metadata``: see ``_metadata`` below (``background_plates``: camera name -> (H, W, 4)
+  plate, `background_plate.py`, empty when off); SMPL parameters are numpy arrays in
   the input world frame and units (metres), keyed by person id, with per-frame
   rows in ``frames`` order.
 """
@@ -35,6 +36,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 
 from avatarpose_ns.body.body_model import BodyModel
+from avatarpose_ns.dataparsers.background_plate import camera_plate
 from avatarpose_ns.dataparsers.cameras_convert import make_cameras
 from avatarpose_ns.dataparsers.sequence import (
     LOG, RawSequence, SequenceError, check_image_sizes, list_frame_images, select_cameras, select_frames,
@@ -80,6 +82,10 @@ class MultiViewDataParserConfig(DataParserConfig):
     """refine the initial SMPL (betas, per-frame pose and translation) so that the bodies fill the
     training cameras' foreground masks, before training (fitting/silhouette_fit.py; cached)"""
     silhouette: SilhouetteFitConfig = field(default_factory=SilhouetteFitConfig)
+    background_plate: bool = True
+    """estimate each camera's background from the frames where the masks leave it free, so that the
+    colour terms render over it and compare with the untouched image there, needing no mask
+    (dataparsers/background_plate.py); off: flat background colour, image blanked outside the mask"""
     """settings of that fit"""
     body_model_path: Path | None = None
     """SMPL .pkl file or folder; default: the built-in SMPL-format model"""
@@ -104,6 +110,8 @@ class Prepared:
     geoms: dict[str, ViewGeometry]
     transform: SceneTransform
     cache_dir: Path
+    plates: dict[str, np.ndarray] = field(default_factory=dict)
+    """camera name -> (H, W, 4) background plate (RGB, known flag), when estimated"""
 
 
 @lru_cache(maxsize=4)
@@ -180,7 +188,14 @@ class MultiViewDataParser(DataParser):
         transform = fit_scene_transform(joints, up_rotation(seq.world_up), config.scene_box_half,
                                         config.scene_margin_m)
         self._check_up(seq, transform)
-        self._prepared = Prepared(seq, files, geoms, transform, cache_dir)
+        plates = {}
+        if config.background_plate:
+            for cam in seq.cameras:
+                views = [files[(cam, frame)] for frame in seq.frames]
+                plates[cam] = camera_plate([v.image for v in views], [v.union_mask for v in views])
+            known = np.mean([p[..., 3].mean() for p in plates.values()])
+            LOG.info("background plates known over %.0f %% of the pixels", 100 * known)
+        self._prepared = Prepared(seq, files, geoms, transform, cache_dir, plates)
         return self._prepared
 
     @staticmethod
@@ -272,4 +287,5 @@ class MultiViewDataParser(DataParser):
             "body_model_file": str(self.body_model().model_path),  # the resolved SMPL pickle actually used
             "downscale_factor": float(self.config.downscale_factor),
             "cache_dir": str(prep.cache_dir),
+            "background_plates": prep.plates,
         }

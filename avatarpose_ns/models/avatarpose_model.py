@@ -27,7 +27,7 @@ from avatarpose_ns.io.easymocap import SmplSequence
 from avatarpose_ns.scene.transform import SceneTransform
 from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.models.avatar_scene import AvatarScene, AvatarSceneConfig
-from avatarpose_ns.models.compositor import instance_map
+from avatarpose_ns.models.compositor import instance_map, replace_background
 from avatarpose_ns.models.losses import AvatarLossWeights, PoseLossWeights, avatar_losses, pose_losses
 from avatarpose_ns.models.palette import colour_instances
 from avatarpose_ns.models.phases import Phase, PhaseSpec, phase_spec
@@ -209,6 +209,21 @@ class AvatarPoseModel(Model):
         background = self.avatars.background.to(like)
         return image * mask + background * (1 - mask), mask[..., 0]
 
+    def plate_composite(self, batch: dict[str, torch.Tensor], rgb: torch.Tensor, accumulation: torch.Tensor,
+                        target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The render and its target where the ray's background plate is known: the render composited
+        over the plate instead of the flat background, the target the untouched image, so the colour
+        terms there say where the person is whatever the mask says. Elsewhere both stay as they are.
+
+        rgb, target (R, 3), accumulation (R,) -> (rgb, target), each (R, 3)."""
+        if "background" not in batch:
+            return rgb, target
+        plate = batch["background"].to(rgb)
+        known = plate[:, 3:4] > 0.5
+        over_plate = replace_background(rgb, accumulation, self.avatars.background.to(rgb), plate[:, :3])
+        image = batch["image"][..., :3].to(rgb)
+        return torch.where(known, over_plate, rgb), torch.where(known, image, target)
+
     def get_metrics_dict(self, outputs, batch) -> dict[str, torch.Tensor]:
         target, _ = self.masked_target(batch, outputs["rgb"])
         return {"psnr": peak_signal_noise_ratio(outputs["rgb"].detach(), target, data_range=1.0)}
@@ -217,10 +232,11 @@ class AvatarPoseModel(Model):
         """Avatar losses in avatar phases, pose losses in pose phases, both (pose priors only) when joint."""
         target, mask = self.masked_target(batch, outputs["rgb"])
         accumulation = outputs["accumulation"][:, 0]
+        rgb, target = self.plate_composite(batch, outputs["rgb"], accumulation, target)
         losses: dict[str, torch.Tensor] = {}
         if self.phase_spec.avatar_losses:
             losses.update(avatar_losses(
-                outputs["rgb"], target, accumulation, mask,
+                rgb, target, accumulation, mask,
                 person_accumulation=outputs.get("person_accumulation"),
                 sample_weights=outputs.get("sample_weights"), density_outside=outputs.get("empty_density"),
                 weights=self.config.loss_weights,
@@ -232,7 +248,7 @@ class AvatarPoseModel(Model):
             smpl = self.avatars.smpl
             body_pose = smpl.body_pose_all()
             pose = pose_losses(
-                outputs["rgb"], target, accumulation, mask, body_pose=body_pose, transl=smpl.transl_all(),
+                rgb, target, accumulation, mask, body_pose=body_pose, transl=smpl.transl_all(),
                 smooth_pose=torch.cat([smpl.global_orient_all(), body_pose], dim=-1),
                 collision_opacities=outputs.get("collision_opacities"), weights=weights,
                 body_pose_init=smpl.body_pose_init,

@@ -62,6 +62,17 @@ class LayeredRender:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def replace_background(rgb: torch.Tensor, accumulation: torch.Tensor, rendered_over: torch.Tensor,
+                       new_background: torch.Tensor) -> torch.Tensor:
+    """A composite re-made over another background, without rendering again.
+
+    The composite is linear in the background, sum_i w_i c_i + (1 - accumulation) * b, so
+    rgb (R, 3) rendered over `rendered_over` ((3,) or (R, 3)) becomes, over `new_background`
+    ((3,) or (R, 3)), rgb + (1 - accumulation) * (new - old); accumulation (R,).
+    """
+    return rgb + (1.0 - accumulation[..., None]) * (new_background - rendered_over)
+
+
 def _background(background: Background, like: torch.Tensor) -> torch.Tensor:
     """Background colour as a tensor broadcastable to (R, 3); white when None."""
     if background is None:
