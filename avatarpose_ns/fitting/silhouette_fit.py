@@ -62,10 +62,18 @@ class SilhouetteFitConfig:
     robust_scale: float = 10.0
     """Geman-McClure scale in residual units: pixels farther than this stop pulling"""
     coverage_weight: float = 1.0
+    coverage_robust_scale: float | None = None
+    """Geman-McClure scale of the coverage term alone (None: robust_scale): outline points farther from
+    every vertex than this (a skirt's hem, a blob) stop pulling the body out to them"""
     pose_weight: float = 0.001
     """L2 on the per-frame body pose change (radians squared, summed over joints)"""
     shape_weight: float = 1e-3
     """L2 on the betas (a standard normal shape prior, as in the keypoint fits)"""
+    shape_init_weight: float = 0.0
+    """L2 on the betas' change from the initialisation's (whose bone lengths the keypoints gave)"""
+    clothing_allowance_m: float = 0.0
+    """outline points this close to the body (metres, at the body's depth) cost nothing in the coverage
+    term: clothes stand off the body, and a bare body stretched to cover them grows too large"""
     use_person_masks: bool = True
     """cover each person's outline with that person's own vertices, where per-person masks are given"""
     swap_iterations: int = 100
@@ -223,7 +231,14 @@ class _MaskEvidence:
         covering = uv_people if self.per_person else uv[:, :, None]  # (C, N, G, V', 2)
         outline, valid = self.outline[:, frames], self.outline_valid[:, frames]
         nearest = nearest_cover_distance(outline, covering)  # (C, N, G, K)
-        coverage = geman_mcclure((nearest / scale[..., None]) ** 2, config.robust_scale) * valid
+        if config.clothing_allowance_m > 0:  # the allowance in pixels at each group's median depth
+            group_depth = depth[..., 0].permute(0, 2, 1, 3)  # (C, N, P, Vs)
+            group_depth = group_depth.reshape(num_cameras, num, -1) if not self.per_person else group_depth
+            group_depth = group_depth.detach().reshape(num_cameras, num, covering.shape[2], -1).median(-1).values
+            allowance = config.clothing_allowance_m * self.rig.K[:, 0, 0, None, None] / group_depth.clamp(min=MIN_DEPTH_M)
+            nearest = torch.relu(nearest - allowance[..., None])
+        coverage_scale = config.robust_scale if config.coverage_robust_scale is None else config.coverage_robust_scale
+        coverage = geman_mcclure((nearest / scale[..., None]) ** 2, coverage_scale) * valid
         coverage = coverage.sum(dim=(0, 2, 3)) / valid.sum(dim=(0, 2, 3)).clamp(min=1)
         return inside + config.coverage_weight * coverage
 
@@ -259,6 +274,7 @@ def _optimise(body_model: BodyModel, evidence: _MaskEvidence, start: dict[str, t
         loss = loss + config.pose_weight * delta["body_pose"].pow(2).sum(-1).mean()
         if fit_betas:
             loss = loss + config.shape_weight * params["betas"].pow(2).sum(-1).mean()
+            loss = loss + config.shape_init_weight * delta["betas"].pow(2).sum(-1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
