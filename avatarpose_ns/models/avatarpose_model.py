@@ -95,7 +95,6 @@ class AvatarPoseModel(Model):
         self.avatars = AvatarScene(body_model, {p: smpl_init[p] for p in self.person_ids}, self.config.scene,
                                    pose_mlp_hidden=self.config.pose_mlp_hidden)
         self.phase: Phase = "avatar"
-        self.phase_spec: PhaseSpec = phase_spec("avatar")
         self.set_phase("avatar")
 
     def set_phase(self, phase: Phase) -> None:
@@ -105,7 +104,12 @@ class AvatarPoseModel(Model):
         for name, parameters in self.get_param_groups().items():
             for parameter in parameters:
                 parameter.requires_grad_(name in spec.trainable)
-        self.phase, self.phase_spec = phase, spec
+        self.phase = phase
+
+    @property
+    def phase_spec(self) -> PhaseSpec:
+        """What the current phase switches (`phases.PHASES`)."""
+        return phase_spec(self.phase)
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {"fields": list(self.avatars.fields.parameters()), **self.avatars.smpl.parameter_groups()}
