@@ -82,11 +82,11 @@ class MultiViewDataParserConfig(DataParserConfig):
     """refine the initial SMPL (betas, per-frame pose and translation) so that the bodies fill the
     training cameras' foreground masks, before training (fitting/silhouette_fit.py; cached)"""
     silhouette: SilhouetteFitConfig = field(default_factory=SilhouetteFitConfig)
+    """settings of that fit"""
     background_plate: bool = True
     """estimate each camera's background from the frames where the masks leave it free, so that the
     colour terms render over it and compare with the untouched image there, needing no mask
     (dataparsers/background_plate.py); off: flat background colour, image blanked outside the mask"""
-    """settings of that fit"""
     body_model_path: Path | None = None
     """SMPL .pkl file or folder; default: the built-in SMPL-format model"""
     cache_dir: Path | None = None
