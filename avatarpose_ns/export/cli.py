@@ -93,7 +93,73 @@ class ExportMeshes:
                          if self.avatar_surface else "") + f" (step {step})")
 
 
-COMMANDS = {"poses": ExportPoses, "meshes": ExportMeshes}
+@dataclass
+class ExportAnimation:
+    """Skinned, animated files for animation tools, in the input's world frame and metres turned y-up:
+    animation/person<pid>.glb (the body skinned to the 24-joint SMPL skeleton, one clip), animation/everyone.glb
+    (all people) and animation/person<pid>.bvh. From a run (--load-config) or from SMPL poses (--smpl)."""
+
+    output_dir: Path
+    """folder to write into (the files go to <output-dir>/animation/)"""
+    load_config: Path | None = None
+    """config.yml of a run: export its current SMPL sequences (what `poses` writes)"""
+    smpl: Path | None = None
+    """instead of a run: an smpl.npz (AvatarPose layout) to export"""
+    fps: float = 30.0
+    """frames per second of the frame numbers (the inputs hold no frame rate)"""
+    mesh: Literal["smpl", "avatar"] = "smpl"
+    """skinned mesh: the SMPL body, or the run's avatar surface with its colours (needs --load-config)"""
+    smooth_sigma: float = 0.0
+    """Gaussian smoothing of the motion over time, in frames (0: none)"""
+    world_up: Literal["+z", "-z", "+y", "-y", "+x", "-x"] | None = None
+    """up axis of the input world (turned into glTF's and BVH's +y); default: the run's, or +z for --smpl"""
+    body_model_path: Path | None = None
+    """SMPL .pkl or folder for --smpl (default: the built-in body); a run uses its own"""
+    resolution: int = 192
+    """--mesh avatar: marching-cubes grid points per axis (as `meshes --resolution`)"""
+
+    def main(self) -> None:
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        from avatarpose_ns.export.animation import avatar_meshes, export_animation, model_world_up
+
+        if (self.load_config is None) == (self.smpl is None):
+            raise SystemExit("give one of --load-config (a run) or --smpl (an smpl.npz)")
+        if self.fps <= 0 or self.smooth_sigma < 0:
+            raise SystemExit(f"--fps must be > 0 and --smooth-sigma >= 0 (got {self.fps}, {self.smooth_sigma})")
+        meshes = None
+        if self.smpl is not None:
+            from avatarpose_ns.body.body_model import BodyModel
+            from avatarpose_ns.io.easymocap import FormatError, read_smpl_npz
+
+            if self.mesh == "avatar":
+                raise SystemExit("--mesh avatar needs a run (--load-config): an smpl.npz has no avatar")
+            try:
+                people = read_smpl_npz(self.smpl)
+            except (FileNotFoundError, FormatError) as err:
+                raise SystemExit(str(err)) from None
+            body = BodyModel(self.body_model_path)
+            world_up, step = self.world_up or "+z", None
+        else:
+            model, step = _load_model(self.load_config)
+            people, body, world_up = model.smpl_sequences(), model.body_model, self.world_up or model_world_up(model)
+            if self.mesh == "avatar":
+                if self.resolution < 8:
+                    raise SystemExit(f"--resolution {self.resolution}: need at least 8 grid points per axis")
+                meshes = avatar_meshes(model, self.resolution)
+                for pid in sorted(set(people) - set(meshes)):
+                    CONSOLE.print(f"[bold yellow]person {pid}: the avatar's density never reaches the surface "
+                                  "level; the SMPL body is skinned instead")
+        try:
+            written = export_animation(people, body, self.output_dir, fps=self.fps, world_up=world_up,
+                                       smooth_sigma=self.smooth_sigma, meshes=meshes)
+        except ValueError as err:  # e.g. unevenly spaced frames for BVH
+            raise SystemExit(str(err)) from None
+        CONSOLE.print(f"[bold green]wrote {', '.join(p.name for p in written.files)} to "
+                      f"{self.output_dir / 'animation'}" + (f" (step {step})" if step is not None else ""))
+
+
+COMMANDS = {"poses": ExportPoses, "meshes": ExportMeshes, "animation": ExportAnimation}
 
 
 def entrypoint() -> None:
