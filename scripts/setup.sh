@@ -16,6 +16,13 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libusb-1.0-0
 fi
 
+# The Khronos glTF validator (npm) for the animation export's test; skipped there without node.
+if command -v npm >/dev/null 2>&1 && [ ! -d scripts/gltf_validator/node_modules/gltf-validator ]; then
+    echo "[setup] installing the glTF validator (npm) into scripts/gltf_validator"
+    npm ci --prefix scripts/gltf_validator --no-audit --no-fund --loglevel=error \
+        || echo "[setup] npm install of gltf-validator failed; its test will be skipped"
+fi
+
 stamp="$VENV/.avatarpose-setup-stamp"
 want=$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-40)
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
