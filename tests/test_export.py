@@ -11,6 +11,7 @@ import trimesh
 
 from dataparser_fixtures import write_easymocap_sequence
 from run_fixtures import short_run_trainer
+from avatarpose_ns.body.skeleton import SMPL_JOINT_NAMES
 from avatarpose_ns.export.surface import Surface, isosurface, largest_component, surface_density
 from avatarpose_ns.io.easymocap import SmplSequence, read_keypoints3d_folder, read_smpl_npz
 
@@ -149,6 +150,46 @@ def test_meshes_obj_for_chosen_frames_without_avatars(run, tmp_path):
     assert not (tmp_path / "avatar_meshes").exists()
     with pytest.raises(SystemExit, match="not in this run"):
         ExportMeshes(load_config=config_path, output_dir=tmp_path, frames=[frame + 100]).main()
+
+
+# ----------------------------------------------------------------------------- animation
+
+
+def test_animation_from_a_run_follows_its_poses_and_avatar_meshes(run, tmp_path, body_model):
+    """--load-config: the GLBs' joints are the run's posed SMPL joints; with --mesh avatar the skinned avatar
+    is the per-frame avatar mesh of `meshes` (the same surface, posed by the same weights, 4 kept)."""
+    from test_export_animation import Glb
+
+    from avatarpose_ns.eval.loading import smpl_sequences_to_joints
+    from avatarpose_ns.export.animation import model_world_up
+    from avatarpose_ns.export.cli import ExportAnimation, ExportMeshes
+    from avatarpose_ns.export.rig import world_to_output
+
+    config_path, _, trainer = run
+    model = trainer.pipeline.model
+    c = world_to_output(model_world_up(model))
+    ExportAnimation(load_config=config_path, output_dir=tmp_path / "smpl").main()
+    folder = tmp_path / "smpl" / "animation"
+    assert sorted(p.name for p in folder.iterdir()) == ["everyone.glb", "person0.bvh", "person0.glb",
+                                                          "person1.bvh", "person1.glb"]
+    joints = smpl_sequences_to_joints(model.smpl_sequences(), body_model)
+    everyone = Glb(folder / "everyone.glb")
+    for k, frame in enumerate(model.frame_numbers):
+        world = everyone.world_matrices(k)
+        for pid in model.person_ids:
+            got = np.stack([world[everyone.node_index(f"person{pid}_{name}")][:3, 3] for name in SMPL_JOINT_NAMES])
+            assert np.abs(got - joints[frame][pid] @ c.T).max() < 1e-4
+
+    ExportAnimation(load_config=config_path, output_dir=tmp_path / "avatar", mesh="avatar", resolution=32).main()
+    ExportMeshes(load_config=config_path, output_dir=tmp_path / "avatar", resolution=32).main()
+    for pid in model.person_ids:
+        glb = Glb(tmp_path / "avatar" / "animation" / f"person{pid}.glb")
+        node = glb.node_index(f"person{pid}_body")
+        assert glb.gltf.meshes[glb.gltf.nodes[node].mesh].primitives[0].attributes.COLOR_0 is not None
+        for k, frame in enumerate(model.frame_numbers):
+            mesh = trimesh.load(tmp_path / "avatar" / "avatar_meshes" / f"{frame:06d}_person{pid}.ply", process=False)
+            error = np.linalg.norm(glb.skinned_vertices(node, k) - mesh.vertices @ c.T, axis=1)
+            assert np.median(error) < 1e-4 and error.max() < 0.01, (pid, frame, np.median(error), error.max())
 
 
 def test_surface_level_is_opacity_one_half_over_the_lite_step():
