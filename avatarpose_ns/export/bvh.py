@@ -18,6 +18,7 @@ Layout, in the rig's y-up output frame and the input's metres:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,11 @@ def continuous_euler(quaternions: np.ndarray) -> np.ndarray:
     """(F, 4) unit quaternions (x, y, z, w) -> (F, 3) intrinsic ZYX angles in degrees, continuous over frames.
 
     Every rotation has two ZYX triples, (z, y, x) and (z + 180, 180 - y, x + 180); each frame takes the one
-    nearer the previous frame's (modulo 360), and np.unwrap then removes the 360-degree jumps."""
-    angles = Rotation.from_quat(quaternions).as_euler(CHANNEL_ORDER, degrees=True)  # (F, 3) z, y, x
+    nearer the previous frame's (modulo 360), and np.unwrap then removes the 360-degree jumps. At y = +-90
+    degrees (gimbal lock) scipy sets x to 0 and puts the whole turn into z: still exactly the rotation."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Gimbal lock detected")
+        angles = Rotation.from_quat(quaternions).as_euler(CHANNEL_ORDER, degrees=True)  # (F, 3) z, y, x
     for i in range(1, len(angles)):
         other = angles[i] + np.array([180.0, 0.0, 180.0])
         other[1] = 180.0 - angles[i, 1]
