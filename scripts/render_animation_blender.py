@@ -33,7 +33,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=30.0, help="the export's --fps")
     parser.add_argument("--frame", type=int, default=0, help="position in the exported frames (0: the first)")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--size", default="1200x700")
+    parser.add_argument("--size", default="1000x640")
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--skeleton-shift", type=float, default=None,
                         help="metres between the bodies and the BVH skeletons (default: the group's width + 0.4)")
@@ -77,7 +77,8 @@ def main(argv: list[str]) -> None:
 
     bpy.ops.import_scene.gltf(filepath=args.glb)
     glb_armatures = [o for o in scene.objects if o.type == "ARMATURE"]
-    bodies = [o for o in scene.objects if o.type == "MESH"]
+    # the skinned meshes (the importer also adds an icosphere as its bones' display shape)
+    bodies = [o for o in scene.objects if o.type == "MESH" and any(m.type == "ARMATURE" for m in o.modifiers)]
     # the GLB keys its frames at (frame number - first) / fps seconds, which the importer puts at that * fps
     keys = sorted({round(k.co[0]) for action in bpy.data.actions for fc in _fcurves(action)
                    for k in fc.keyframe_points}) or [0]
@@ -133,10 +134,10 @@ def main(argv: list[str]) -> None:
     camera_data.lens = 50
     fov_x = camera_data.angle_x  # the sensor fits the image's width
     fov_y = 2 * math.atan(math.tan(fov_x / 2) * height_px / width_px)
-    distance = 1.25 * max(width / (2 * math.tan(fov_x / 2)), height / (2 * math.tan(fov_y / 2))) + 0.5
+    distance = 1.15 * max(width / (2 * math.tan(fov_x / 2)), height / (2 * math.tan(fov_y / 2))) + 0.5
     camera = bpy.data.objects.new("camera", camera_data)
     scene.collection.objects.link(camera)
-    camera.location = target + distance * (math.cos(0.3) * forward + Vector((0.0, 0.0, math.sin(0.3))))
+    camera.location = target + distance * (math.cos(0.2) * forward + Vector((0.0, 0.0, math.sin(0.2))))
     camera.rotation_euler = (target - camera.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = camera
 
