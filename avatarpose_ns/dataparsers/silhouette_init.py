@@ -22,7 +22,7 @@ from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
 from avatarpose_ns.fitting import source_digest
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
 from avatarpose_ns.io.cameras import CameraCalib
-from avatarpose_ns.io.easymocap import SmplSequence, read_smpl_npz, write_smpl_npz
+from avatarpose_ns.io.easymocap import FormatError, SmplSequence, read_annots_folder, read_smpl_npz, write_smpl_npz
 
 CACHE_VERSION = 2
 
@@ -68,6 +68,25 @@ def person_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray |
     return masks, files
 
 
+def keypoint_detections(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray | None, list[Path]]:
+    """(C, F, P, 24, 3) 2D detections of the 24 SMPL joints from ``annots/`` (people in
+    `seq.person_ids` order, confidence 0 where a person is absent) and the files read, or (None, [])
+    when the sequence has none or they do not hold the 24 SMPL joints (said in a warning)."""
+    folder = seq.root / "annots"
+    if not folder.is_dir():
+        return None, []
+    try:
+        detections = read_annots_folder(folder, cameras, seq.frames)
+    except (FileNotFoundError, FormatError) as err:
+        LOG.warning("2D keypoints left out of the silhouette fit: %s", err)
+        return None, []
+    num_views, num_frames = len(cameras), len(seq.frames)
+    empty = np.zeros((num_views, num_frames, 24, 3))
+    stacked = np.stack([detections.get(pid, empty) for pid in seq.person_ids], axis=2)
+    files = [folder / cam / f"{frame:06d}.json" for cam in cameras for frame in seq.frames]
+    return stacked, files
+
+
 def _cache_key(seq: RawSequence, cameras: Sequence[str], files: Sequence[Path], body: BodyModel,
                config: SilhouetteFitConfig) -> str:
     parts = [str(CACHE_VERSION), source_digest(), str(body.model_path), json.dumps(asdict(config), sort_keys=True),
@@ -90,7 +109,8 @@ def refine_init_with_silhouettes(seq: RawSequence, cameras: Sequence[str], body:
     """The sequence's initialisation fitted to the masks of ``cameras`` (cached)."""
     masks, files = union_masks(seq, cameras)
     people_masks, people_files = person_masks(seq, cameras) if config.use_person_masks else (None, [])
-    key = _cache_key(seq, cameras, files + people_files, body, config)
+    keypoints, keypoint_files = keypoint_detections(seq, cameras) if config.keypoint_weight > 0 else (None, [])
+    key = _cache_key(seq, cameras, files + people_files + keypoint_files, body, config)
     cached = cache_dir / "silhouette_fit" / f"{key}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
         people = read_smpl_npz(cached)
@@ -100,7 +120,7 @@ def refine_init_with_silhouettes(seq: RawSequence, cameras: Sequence[str], body:
              len(seq.init), "union and per-person" if people_masks is not None else "union", len(cameras),
              len(seq.frames))
     people = fit_shape_to_silhouettes(body, [seq.cameras[c] for c in cameras], masks, seq.init, config,
-                                      progress=True, person_masks=people_masks)
+                                      progress=True, person_masks=people_masks, keypoints2d=keypoints)
     if cached is not None:
         write_smpl_npz(cached, people)
     return people

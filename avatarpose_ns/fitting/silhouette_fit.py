@@ -42,7 +42,8 @@ from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.fitting.smpl_fit import geman_mcclure
-from avatarpose_ns.fitting.smpl_fit_2d import MIN_DEPTH_M, TorchCameras, image_diagonals, project_points_torch
+from avatarpose_ns.fitting.smpl_fit_2d import (MIN_DEPTH_M, NUM_JOINTS, TorchCameras, image_diagonals,
+                                               project_points_torch)
 from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import SmplSequence
 
@@ -74,6 +75,23 @@ class SilhouetteFitConfig:
     clothing_allowance_m: float = 0.0
     """outline points this close to the body (metres, at the body's depth) cost nothing in the coverage
     term: clothes stand off the body, and a bare body stretched to cover them grows too large"""
+    keypoint_weight: float = 0.0
+    """weight of the 2D keypoints' reprojection term, where detections are given (0: masks alone).
+    Clothes and hair move a silhouette but not a detected joint: the keypoints keep a bare body that
+    the coverage term would stretch into a skirt or sleeve where the detector put the limbs"""
+    keypoint_robust_scale: float = 5.0
+    """Geman-McClure scale of the keypoint residuals (in pixel_sigma_diagonal units): a swapped or
+    wrong detection farther than this stops pulling"""
+    clothing_layer: bool = False
+    """fit a clothing layer with the body: per-vertex outward offsets along the normals, one set per
+    person shared by all frames, so that clothes and hair are explained by the layer and not by a
+    bare body grown into them or limbs splayed into a skirt (the masks then see the clothed body)"""
+    layer_lr: float = 0.002
+    """Adam learning rate of the layer's offsets (metres)"""
+    layer_weight: float = 0.01
+    """L2 on the offsets in centimetres (mean over vertices): the layer is no thicker than the masks ask"""
+    layer_smoothness_weight: float = 1.0
+    """L2 on the offset difference across each mesh edge, in centimetres: garments are smooth"""
     use_person_masks: bool = True
     """cover each person's outline with that person's own vertices, where per-person masks are given"""
     swap_iterations: int = 100
@@ -135,6 +153,7 @@ def fit_shape_to_silhouettes(
     config: SilhouetteFitConfig | None = None,
     progress: bool = False,
     person_masks: np.ndarray | None = None,
+    keypoints2d: np.ndarray | None = None,
 ) -> dict[int, SmplSequence]:
     """Fit everyone's betas and per-frame pose to union foreground masks.
 
@@ -144,6 +163,9 @@ def fit_shape_to_silhouettes(
     order of sorted(init).  With them, each person's outline must be covered by that
     person's own vertices, which keeps one person's limb from standing in for another's
     where they touch; without them, any person's vertex covers any outline point.
+    keypoints2d: optional (C, F, P, 24, 3) detections (u, v, confidence; 0 = not detected) of the
+    24 SMPL joints in the same images, people in sorted(init) order; used when
+    config.keypoint_weight > 0.
     Returns person id -> refined SmplSequence (frame ids kept).  progress: show a rich
     progress bar (a few hundred steps take one to three minutes on two CPU cores).
     """
@@ -157,12 +179,24 @@ def fit_shape_to_silhouettes(
         if person_masks.shape != masks.shape[:2] + (len(init),) + masks.shape[2:]:
             raise ValueError(f"person masks must be (C, F, P={len(init)}, H, W) like the union masks "
                              f"{masks.shape}, got {person_masks.shape}")
-    evidence = _MaskEvidence(cameras, masks, person_masks, config, body_model)
+    if keypoints2d is not None and config.keypoint_weight > 0:
+        keypoints2d = np.asarray(keypoints2d, dtype=np.float64)
+        expected = masks.shape[:2] + (len(init), NUM_JOINTS, 3)
+        if keypoints2d.shape != expected:
+            raise ValueError(f"2D keypoints must be (C, F, P, J, 3) = {expected}, got {keypoints2d.shape}")
+        if not np.all(np.isfinite(keypoints2d)):
+            raise ValueError("2D keypoints hold NaN or infinite values; mark a missed joint with confidence 0")
+    else:
+        keypoints2d = None
+    evidence = _MaskEvidence(cameras, masks, person_masks, config, body_model, keypoints2d)
     people = sorted(init)
     as_tensor = lambda a: torch.tensor(np.asarray(a), dtype=evidence.dtype, device=evidence.device)  # noqa: E731
     params = {name: torch.stack([as_tensor(getattr(init[p], name)).reshape(evidence.num_frames if name != "betas"
                                                                            else 1, -1) for p in people])
               for name in PARAMETERS}
+    if config.clothing_layer:  # just above zero: the offsets are a ReLU, whose gradient vanishes at 0
+        params["offsets"] = torch.full((len(people), body_model.num_vertices), 1e-3, dtype=evidence.dtype,
+                                       device=evidence.device)
     params = _optimise(body_model, evidence, params, config, config.iterations, fit_betas=True,
                        description="silhouette fit" if progress else None)
     if config.swap_iterations > 0:
@@ -184,7 +218,7 @@ class _MaskEvidence:
     "inside") and a sample of the outline of each person or of everyone (for "coverage")."""
 
     def __init__(self, cameras: Sequence[CameraCalib], masks: np.ndarray, person_masks: np.ndarray | None,
-                 config: SilhouetteFitConfig, body_model: BodyModel) -> None:
+                 config: SilhouetteFitConfig, body_model: BodyModel, keypoints2d: np.ndarray | None = None) -> None:
         self.num_cameras, self.num_frames, self.height, self.width = masks.shape
         self.dtype, self.device = body_model.dtype, body_model.joint_template.device
         self.config = config
@@ -209,10 +243,23 @@ class _MaskEvidence:
                     valid[c, f, g, :len(points)] = True
         self.outline = torch.tensor(outline, dtype=self.dtype, device=self.device)  # (C, F, G, K, 2)
         self.outline_valid = torch.tensor(valid, device=self.device)  # (C, F, G, K)
+        self.keypoints = None if keypoints2d is None else torch.tensor(keypoints2d, dtype=self.dtype,
+                                                                       device=self.device)  # (C, F, P, J, 3)
 
-    def frame_losses(self, vertices: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Mask loss (inside + coverage) of each frame.  vertices (P, N, Vs, 3) posed in the frames
-        `frames` (N,) (indices into the evidence, repeats allowed) -> (N,)"""
+    def keypoint_losses(self, joints: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """The keypoint term of each frame (`keypoint_reprojection_loss`) for joints (P, N, J, 3) posed
+        in the frames `frames` (N,) -> (N,); zeros without detections."""
+        if self.keypoints is None:
+            return joints.new_zeros(len(frames))
+        uv, depth = project_points_torch(joints, self.rig)  # (C, P, N, J, 2), (C, P, N, J, 1)
+        detected = self.keypoints[:, frames].permute(0, 2, 1, 3, 4)  # (C, P, N, J, 3)
+        return keypoint_reprojection_loss(uv, depth[..., 0], detected, self.sigma, self.config.keypoint_robust_scale)
+
+    def frame_losses(self, vertices: torch.Tensor, frames: torch.Tensor, joints: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """Loss of each frame: the masks' (inside + coverage) and, with joints (P, N, J, 3) and
+        detections, the keypoints'.  vertices (P, N, Vs, 3) posed in the frames `frames` (N,)
+        (indices into the evidence, repeats allowed) -> (N,)"""
         config = self.config
         num_cameras, num = self.num_cameras, len(frames)
         uv_people, depth = project_points_torch(vertices, self.rig)  # (C, P, N, Vs, 2), (C, P, N, Vs, 1)
@@ -240,11 +287,48 @@ class _MaskEvidence:
         coverage_scale = config.robust_scale if config.coverage_robust_scale is None else config.coverage_robust_scale
         coverage = geman_mcclure((nearest / scale[..., None]) ** 2, coverage_scale) * valid
         coverage = coverage.sum(dim=(0, 2, 3)) / valid.sum(dim=(0, 2, 3)).clamp(min=1)
-        return inside + config.coverage_weight * coverage
+        loss = inside + config.coverage_weight * coverage
+        if joints is not None and self.keypoints is not None:
+            loss = loss + config.keypoint_weight * self.keypoint_losses(joints, frames)
+        return loss
 
 
-def _pose(body_model: BodyModel, params: dict[str, torch.Tensor], vertex_stride: int) -> torch.Tensor:
-    """(P, F, Vs, 3) every vertex_stride-th vertex of everyone in every frame."""
+def keypoint_reprojection_loss(uv: torch.Tensor, depth: torch.Tensor, detected: torch.Tensor, sigma: torch.Tensor,
+                               robust_scale: float) -> torch.Tensor:
+    """Confidence-weighted mean Geman-McClure reprojection error of each frame, in squared sigma units.
+
+    uv (C, P, N, J, 2) projected joints, depth (C, P, N, J) their camera depths, detected (C, P, N, J, 3)
+    detections (u, v, confidence), sigma (C,) the residual unit in pixels -> (N,). Joints behind a
+    camera and undetected ones (confidence 0) do not count; a frame without any detection costs 0.
+    """
+    squared = (uv - detected[..., :2]).pow(2).sum(-1) / sigma[:, None, None, None] ** 2
+    weight = detected[..., 2] * (depth > MIN_DEPTH_M)
+    robust = geman_mcclure(squared, robust_scale) * weight
+    return robust.sum(dim=(0, 1, 3)) / weight.sum(dim=(0, 1, 3)).clamp(min=1e-9)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Unit area-weighted vertex normals. vertices (B, V, 3), faces (T, 3) long -> (B, V, 3)"""
+    a, b, c = (vertices[:, faces[:, k]] for k in range(3))
+    face_normals = torch.cross(b - a, c - a, dim=-1)  # (B, T, 3), length = twice the area
+    normals = torch.zeros_like(vertices)
+    for k in range(3):
+        normals = normals.index_add(1, faces[:, k], face_normals)
+    return normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def mesh_edges(faces: torch.Tensor) -> torch.Tensor:
+    """(E, 2) long: each undirected edge of a triangle mesh once. faces (T, 3) long"""
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values
+    return torch.unique(edges, dim=0)
+
+
+def _pose(body_model: BodyModel, params: dict[str, torch.Tensor], vertex_stride: int
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every vertex_stride-th vertex (P, F, Vs, 3) and the joints (P, F, J, 3) of everyone in every frame.
+
+    With a clothing layer (params["offsets"] (P, V) metres) the vertices are those of the clothed
+    surface: each moved out along its posed normal by its ReLU'd offset."""
     num_people, num_frames = params["body_pose"].shape[:2]
     rows = num_people * num_frames
     out = body_model(betas=params["betas"].expand(-1, num_frames, -1).reshape(rows, -1),
@@ -252,7 +336,15 @@ def _pose(body_model: BodyModel, params: dict[str, torch.Tensor], vertex_stride:
                      global_orient=params["global_orient"].reshape(rows, 3),
                      transl=params["transl"].reshape(rows, 3))
     vertex_ids = torch.arange(0, body_model.num_vertices, vertex_stride, device=out.vertices.device)
-    return out.vertices[:, vertex_ids].reshape(num_people, num_frames, -1, 3)
+    vertices = out.vertices
+    if "offsets" in params:
+        normals = vertex_normals(vertices, body_model.faces.to(vertices.device))[:, vertex_ids]
+        thickness = torch.relu(params["offsets"])[:, None, vertex_ids].expand(-1, num_frames, -1).reshape(rows, -1)
+        vertices = vertices[:, vertex_ids] + normals * thickness[..., None]
+    else:
+        vertices = vertices[:, vertex_ids]
+    return (vertices.reshape(num_people, num_frames, -1, 3),
+            out.joints.reshape(num_people, num_frames, -1, 3))
 
 
 def _optimise(body_model: BodyModel, evidence: _MaskEvidence, start: dict[str, torch.Tensor],
@@ -261,20 +353,28 @@ def _optimise(body_model: BodyModel, evidence: _MaskEvidence, start: dict[str, t
     """Adam on the change from `start` (P, F', ...) whose frame k shows evidence frame frames[k]
     (default: all frames in order).  The pose prior holds the body pose near `start`."""
     frames = torch.arange(evidence.num_frames, device=evidence.device) if frames is None else frames
-    free = [name for name in PARAMETERS if fit_betas or name != "betas"]
-    delta = {name: torch.zeros_like(start[name], requires_grad=name in free) for name in PARAMETERS}
-    optimizer = torch.optim.Adam([delta[name] for name in free], lr=config.lr)
+    names = [*PARAMETERS, *(["offsets"] if "offsets" in start else [])]
+    free = [name for name in names if fit_betas or name not in ("betas", "offsets")]
+    delta = {name: torch.zeros_like(start[name], requires_grad=name in free) for name in names}
+    groups = [{"params": [delta[name]], "lr": config.layer_lr if name == "offsets" else config.lr} for name in free]
+    optimizer = torch.optim.Adam(groups, lr=config.lr)
+    edges = mesh_edges(body_model.faces.to(evidence.device)) if "offsets" in free else None
     # frames with the same evidence (hypotheses of one frame) are separate problems: sum over them
     copies = torch.bincount(frames, minlength=evidence.num_frames)[frames].to(evidence.dtype)
 
     def step() -> None:
-        params = {name: start[name] + delta[name] for name in PARAMETERS}
-        vertices = _pose(body_model, params, config.vertex_stride)
-        loss = (evidence.frame_losses(vertices, frames) / copies).sum() / evidence.num_frames
+        params = {name: start[name] + delta[name] for name in names}
+        vertices, joints = _pose(body_model, params, config.vertex_stride)
+        loss = (evidence.frame_losses(vertices, frames, joints) / copies).sum() / evidence.num_frames
         loss = loss + config.pose_weight * delta["body_pose"].pow(2).sum(-1).mean()
         if fit_betas:
             loss = loss + config.shape_weight * params["betas"].pow(2).sum(-1).mean()
             loss = loss + config.shape_init_weight * delta["betas"].pow(2).sum(-1).mean()
+        if edges is not None:
+            centimetres = 100.0 * torch.relu(params["offsets"])
+            loss = loss + config.layer_weight * centimetres.pow(2).mean()
+            loss = loss + config.layer_smoothness_weight * (centimetres[:, edges[:, 0]]
+                                                            - centimetres[:, edges[:, 1]]).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -286,7 +386,7 @@ def _optimise(body_model: BodyModel, evidence: _MaskEvidence, start: dict[str, t
         steps = track(steps, description=description)
     for _ in steps:
         step()
-    return {name: (start[name] + delta[name]).detach() for name in PARAMETERS}
+    return {name: (start[name] + delta[name]).detach() for name in names}
 
 
 def swap_limbs(body_pose: torch.Tensor, limb: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -395,12 +495,14 @@ def _try_hypotheses(body_model: BodyModel, evidence: _MaskEvidence, params: dict
     frames = each_frame.repeat(len(hypotheses))  # every hypothesis for every frame
     candidates = {name: params["betas"] if name == "betas" else torch.cat([h[name] for h in hypotheses], dim=1)
                   for name in PARAMETERS}
+    if "offsets" in params:  # the clothing layer as fitted, on every hypothesis
+        candidates["offsets"] = params["offsets"]
     candidates = _optimise(body_model, evidence, candidates, config, config.swap_iterations, fit_betas=False,
                            frames=frames, description=description)
     with torch.no_grad():
-        fitted_vertices = _pose(body_model, params, config.vertex_stride)  # (P, F, Vs, 3)
-        candidate_vertices = _pose(body_model, candidates, config.vertex_stride)  # (P, H*F, Vs, 3), H hypotheses
-        fitted_loss = evidence.frame_losses(fitted_vertices, each_frame)  # (F,)
+        fitted_vertices, fitted_joints = _pose(body_model, params, config.vertex_stride)  # (P, F, Vs|J, 3)
+        candidate_vertices, candidate_joints = _pose(body_model, candidates, config.vertex_stride)  # (P, H*F, ..)
+        fitted_loss = evidence.frame_losses(fitted_vertices, each_frame, fitted_joints)  # (F,)
         fitted_motion = motion_from_neighbours(fitted_vertices, fitted_vertices)  # (P, F)
         best = {name: value.clone() for name, value in params.items()}
         best_loss = fitted_loss[None].repeat(num_people, 1)  # (P, F)
@@ -409,9 +511,10 @@ def _try_hypotheses(body_model: BodyModel, evidence: _MaskEvidence, params: dict
             span = slice(k * num_frames, (k + 1) * num_frames)
             motion = motion_from_neighbours(candidate_vertices[:, span], fitted_vertices)  # (P, F)
             for person in range(num_people):
-                mixed = fitted_vertices.clone()
+                mixed, mixed_joints = fitted_vertices.clone(), fitted_joints.clone()
                 mixed[person] = candidate_vertices[person, span]
-                loss = evidence.frame_losses(mixed, each_frame)
+                mixed_joints[person] = candidate_joints[person, span]
+                loss = evidence.frame_losses(mixed, each_frame, mixed_joints)
                 better = keep_swap(loss, best_loss[person], fitted_loss, motion[person], fitted_motion[person],
                                    swapped[person], config.swap_margin, motion_margin)
                 for name in ("body_pose", "global_orient", "transl"):
