@@ -182,11 +182,11 @@ def check_frame_gaps(init_frames: Sequence[int], images: dict[str, dict[int, Pat
         "pass drop_incomplete_frames to skip them")
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header; an unreadable file is an error naming it."""
+def image_header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and PIL mode from the image header; an unreadable file is an error naming it."""
     try:
         with Image.open(path) as image:
-            return image.size
+            return image.size, image.mode
     except Exception as err:
         raise SequenceError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
 
@@ -226,18 +226,22 @@ def check_intrinsics(cam: CameraCalib, calib_file: str) -> None:
 
 
 def check_image_sizes(cam: CameraCalib, images: Sequence[Path], calib_file: str) -> CameraCalib:
-    """Every image of a camera has one size, which matches the calibration's H_/W_ when given.
+    """Every image of a camera has one size and colour mode, and the size matches the calibration's
+    H_/W_ when given.
 
     Returns the camera with its size filled in and its intrinsics checked (``check_intrinsics``).
     Images that are a uniform rescaling of the calibrated size (same aspect ratio) are accepted with
     a warning and K is rescaled; other sizes are errors.
     """
-    sizes = [image_size(p) for p in images]
-    first = sizes[0]
-    for path, size in zip(images, sizes):
+    headers = [image_header(p) for p in images]
+    first, first_mode = headers[0]
+    for path, (size, mode) in zip(images, headers):
         if size != first:
             raise SequenceError(f"{path}: image is {size[0]}x{size[1]} but the other frames of camera '{cam.name}' "
                                 f"({images[0].name}) are {first[0]}x{first[1]}")
+        if mode != first_mode:  # e.g. one greyscale frame among colour ones: read as grey, not an error otherwise
+            raise SequenceError(f"{path}: image mode is {mode} but the other frames of camera '{cam.name}' "
+                                f"({images[0].name}) are {first_mode}")
     width, height = first
     if cam.width <= 0 or cam.height <= 0 or (cam.width, cam.height) == (width, height):
         checked = CameraCalib(cam.name, cam.K, cam.dist, cam.R, cam.T, width, height)
