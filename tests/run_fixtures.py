@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], rays: int = 256,
                       num_samples: int = 16, pipeline_options: dict | None = None,
-                      trainer_options: dict | None = None, **scene_options):
+                      trainer_options: dict | None = None, dataparser_options: dict | None = None,
+                      **scene_options):
     """A set-up (not yet trained) nerfstudio Trainer for `schedule`, with its config saved.
-    Evaluation and image logging are pushed past the run; `trainer_options`, `pipeline_options` and
-    `scene_options` override trainer, pipeline and model scene (`AvatarSceneConfig`) fields."""
+    Evaluation and image logging are pushed past the run; `trainer_options`, `pipeline_options`,
+    `dataparser_options` and `scene_options` override trainer, pipeline, dataparser and model scene
+    (`AvatarSceneConfig`) fields."""
     from avatarpose_ns.method_configs import avatarpose_trainer
     from avatarpose_ns.models.phases import PhaseSchedule
 
@@ -24,6 +26,8 @@ def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], ray
     config.pipeline.model.scene.num_samples = num_samples
     for name, value in (pipeline_options or {}).items():
         setattr(config.pipeline, name, value)
+    for name, value in (dataparser_options or {}).items():
+        setattr(config.pipeline.datamanager.dataparser, name, value)
     for name, value in scene_options.items():
         setattr(config.pipeline.model.scene, name, value)
     config.output_dir = output_dir
