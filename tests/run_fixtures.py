@@ -42,3 +42,19 @@ def short_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str], ray
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     return trainer
+
+
+# a field small enough for a few steps in seconds on a CPU
+TINY_FIELD = dict(num_levels=4, features_per_level=2, log2_hashmap_size=14, base_resolution=16, per_level_scale=2.0,
+                  hidden_dim=16, hidden_dim_color=16)
+
+
+def tiny_run_trainer(data: Path, output_dir: Path, schedule: Sequence[str] = ("avatar:1", "pose:2"),
+                     **trainer_options):
+    """`short_run_trainer` at its cheapest: no silhouette fit, no body prior, a tiny field, 64 rays of 8
+    samples. For tests of the training machinery (checkpoints, interrupts, determinism), not of accuracy."""
+    from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
+
+    return short_run_trainer(data, output_dir, schedule, rays=64, num_samples=8,
+                             field=CanonicalFieldConfig(**TINY_FIELD), occupancy_resolution=16, body_prior_steps=0,
+                             trainer_options=trainer_options, dataparser_options={"silhouette_fit": False})

@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from avatarpose_ns.engine.trainer import AvatarPoseTrainer, latest_checkpoint_step, write_atomically
-from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
+from avatarpose_ns.engine.trainer import latest_checkpoint_step, write_atomically
 from dataparser_fixtures import write_easymocap_sequence
-from run_fixtures import short_run_trainer
-
-TINY_FIELD = CanonicalFieldConfig(num_levels=4, features_per_level=2, log2_hashmap_size=14, base_resolution=16,
-                                  per_level_scale=2.0, hidden_dim=16, hidden_dim_color=16)
+from run_fixtures import tiny_run_trainer
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +20,6 @@ def sequence(tmp_path_factory, body_model):
     root = tmp_path_factory.mktemp("interrupts")
     write_easymocap_sequence(root / "seq", body_model, num_cameras=2, num_frames=2, seed=1)
     return root / "seq"
-
-
-def tiny_trainer(sequence, output_dir, schedule=("avatar:1", "pose:2"), **trainer_options) -> AvatarPoseTrainer:
-    """A few cheap steps: no silhouette fit, no body prior, few rays and samples."""
-    return short_run_trainer(sequence, output_dir, schedule, rays=64, num_samples=8, field=TINY_FIELD,
-                             occupancy_resolution=16, body_prior_steps=0, trainer_options=trainer_options,
-                             dataparser_options={"silhouette_fit": False})
 
 
 def model_state(trainer) -> dict[str, torch.Tensor]:
@@ -59,7 +48,7 @@ def cut_off_save(real_save):
 
 
 def test_write_cut_off_half_way_leaves_the_previous_checkpoint(sequence, tmp_path, monkeypatch):
-    trainer = tiny_trainer(sequence, tmp_path / "outputs", steps_per_save=1)
+    trainer = tiny_run_trainer(sequence, tmp_path / "outputs", steps_per_save=1)
     trainer.train()
     folder = trainer.checkpoint_dir
     previous = (folder / "step-000000002.ckpt").read_bytes()
@@ -97,7 +86,7 @@ def test_atomic_write_replaces_only_when_complete(tmp_path):
 
 def test_ctrl_c_saves_the_last_completed_step_and_resumes(sequence, tmp_path):
     schedule = ("avatar:1", "pose:3")
-    trainer = tiny_trainer(sequence, tmp_path / "outputs", schedule, steps_per_save=1000)  # no periodic save
+    trainer = tiny_run_trainer(sequence, tmp_path / "outputs", schedule, steps_per_save=1000)  # no periodic save
     forward = trainer.pipeline.get_train_loss_dict
 
     def interrupted_at_step_2(step: int):
