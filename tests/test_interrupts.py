@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from avatarpose_ns.engine.trainer import latest_checkpoint_step, write_atomically
+from avatarpose_ns.engine.trainer import latest_checkpoint_step
+from avatarpose_ns.io.atomic import write_atomically
 from dataparser_fixtures import write_easymocap_sequence
 from run_fixtures import tiny_run_trainer
 

@@ -12,41 +12,18 @@ first saves a checkpoint at the last completed step, which ``--load-dir`` resume
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from avatarpose_ns.io.atomic import write_atomically
+
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.ckpt")
-
-
-def write_atomically(path: Path, write: Callable[[IO[bytes]], None], tmp_dir: Path | None = None) -> None:
-    """Write ``path`` through ``write(file)`` into a temporary file, then rename it over ``path``.
-
-    Until the rename, ``path`` (if it existed) is untouched; a write that fails or is interrupted
-    removes its temporary file. ``tmp_dir`` must be on the same filesystem (default: ``path``'s folder).
-    """
-    folder = Path(tmp_dir) if tmp_dir is not None else path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def latest_checkpoint_step(folder: Path) -> int | None:
