@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParserConfig
 from avatarpose_ns.datamanagers.avatar_datamanager import AvatarDataManagerConfig
 from avatarpose_ns.datamanagers.frame_pixel_sampler import FramePixelSamplerConfig
+from avatarpose_ns.engine.trainer import AvatarPoseTrainerConfig
 from avatarpose_ns.models.avatar_scene import AvatarSceneConfig
 from avatarpose_ns.models.avatarpose_model import AvatarPoseModelConfig
 from avatarpose_ns.models.canonical_field import CanonicalFieldConfig
@@ -51,11 +51,11 @@ def _optimizers(field_lr: float, shape_lr: float, pose_mlp_lr: float, transl_ori
             "transl_orient": adam(transl_orient_lr)}
 
 
-def avatarpose_trainer(lite: bool) -> TrainerConfig:
+def avatarpose_trainer(lite: bool) -> AvatarPoseTrainerConfig:
     """The method's trainer; `lite` sizes it for a 2-core CPU (smaller fields, fewer rays and samples)."""
     schedule = LITE_SCHEDULE if lite else RELEASED_SCHEDULE
     steps = sum(int(entry.split(":")[1]) for entry in schedule)
-    return TrainerConfig(
+    return AvatarPoseTrainerConfig(
         method_name="avatarpose-lite" if lite else "avatarpose",
         steps_per_eval_batch=100 if lite else 500,
         steps_per_eval_image=500 if lite else 2000,

@@ -13,6 +13,7 @@ import pytest
 
 from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParserConfig
 from avatarpose_ns.dataparsers.sequence import SequenceError
+from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig
 from avatarpose_ns.io.cameras import read_cameras, write_cameras
 from avatarpose_ns.io.easymocap import read_smpl_npz, write_smpl_npz
 from dataparser_fixtures import Fixture, write_easymocap_sequence
@@ -69,6 +70,55 @@ def test_folder_in_neither_layout(tmp_path):
         parse(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("text,message", [
+    ("", r"intri.yml: empty calibration file \(expected OpenCV FileStorage YAML"),
+    ("names: [", r"intri.yml: not a readable OpenCV FileStorage file \(.*Input file is invalid"),
+])
+def test_empty_or_malformed_intri(root, text, message):
+    (root / "intri.yml").write_text(text)
+    with pytest.raises(SequenceError, match=message):
+        parse(root)
+
+
+def edit_camera(root: Path, name: str, edit) -> None:
+    cams = read_cameras(root)
+    edit(cams[name])
+    write_cameras(root, list(cams.values()))
+
+
+@pytest.mark.parametrize("entry,value", [((0, 0), -1.0), ((1, 1), 0.0)])
+def test_focal_length_not_positive(root, entry, value):
+    edit_camera(root, "01", lambda cam: cam.K.__setitem__(entry, cam.K[entry] * value))
+    with pytest.raises(SequenceError, match=r"intri.yml: camera '01' has focal lengths fx = .*, fy = .* "
+                                            r"\(K\[0,0\], K\[1,1\]\); both must be positive"):
+        parse(root)
+
+
+def test_principal_point_outside_the_image(root):
+    edit_camera(root, "01", lambda cam: cam.K.__setitem__((0, 2), 500.0))
+    with pytest.raises(SequenceError, match=r"intri.yml: camera '01' has its principal point \(cx, cy\) = "
+                                            r"\(500, 39.5\) outside its 96x80 image"):
+        parse(root)
+
+
+def test_camera_facing_away_from_the_people(root):
+    def turn_around(cam) -> None:  # a half turn about the camera's own y axis: it looks the other way
+        flip = np.diag([-1.0, 1.0, -1.0])
+        cam.R, cam.T = flip @ cam.R, flip @ cam.T
+
+    edit_camera(root, "02", turn_around)
+    with pytest.raises(SequenceError, match=r"extri.yml: camera '02' sees none of the people in 3 of 3 frames: "
+                                            r"their initial joints \(npz:.*smpl_init/smpl.npz\) lie behind the "
+                                            r"camera; is its extrinsic flipped"):
+        parse(root)
+
+
+def test_every_camera_sees_the_people(root, caplog):
+    with caplog.at_level(logging.WARNING, LOGGER):
+        parse(root)
+    assert "sees person" not in caplog.text and "sees none" not in caplog.text
+
+
 def test_parent_of_sequences_names_them(root):
     with pytest.raises(SequenceError, match=r"sequences found inside: seq"):
         parse(root.parent)
@@ -106,6 +156,18 @@ def test_frame_missing_in_one_view(root, caplog):
     assert out.metadata["frames"] == [0, 2]
 
 
+def test_frame_missing_in_every_view(root, caplog):
+    for cam in ("00", "01", "02"):
+        (root / "images" / cam / "000001.jpg").unlink()
+    with pytest.raises(SequenceError, match=r"images/00/000001.jpg: frame 1 has no image in any camera, but the "
+                                            r"initialisation \(npz:.*smpl_init/smpl.npz\) has it"):
+        parse(root)
+    with caplog.at_level(logging.WARNING, LOGGER):
+        out = parse(root, drop_incomplete_frames=True)
+    assert "frames [1] have no image in any camera but the initialisation" in caplog.text
+    assert out.metadata["frames"] == [0, 2]
+
+
 def test_image_size_differs_from_calibration(root):
     for path in (root / "images" / "01").glob("*.jpg"):
         resize_image(path, (64, 64))
@@ -138,6 +200,19 @@ def test_unreadable_image(root):
         parse(root)
 
 
+@pytest.mark.parametrize("distortion", [True, False])  # undistorted into the cache, or read as it is
+def test_truncated_image(root, distortion):
+    if not distortion:
+        for name in ("00", "01", "02"):
+            edit_camera(root, name, lambda cam: cam.dist.fill(0.0))
+    path = root / "images" / "00" / "000001.jpg"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SequenceError, match=r"images/00/000001.jpg: unreadable image, truncated or corrupt "
+                                            r"\(OSError: image file is truncated"):
+        parse(root)
+
+
 def test_empty_sequence(root):
     with pytest.raises(SequenceError, match=r"empty sequence: frame range \[10, 20\) selects none of the frames 0..2"):
         parse(root, frame_start=10, frame_end=20)
@@ -167,13 +242,44 @@ def test_missing_union_mask_made_from_person_masks(root):
     assert union.any()
 
 
-def test_missing_person_mask_drops_person_masks(root, caplog):
-    (root / "mask" / "02" / "1" / "000002.png").unlink()
+def _record_fit(monkeypatch) -> list:
+    """Replace the silhouette fit by one that records the per-person masks it is given."""
+    import avatarpose_ns.dataparsers.silhouette_init as silhouette_init
+
+    given = []
+
+    def fit(body, cameras, masks, init, config, progress=False, person_masks=None):
+        given.append(person_masks)
+        return init
+
+    monkeypatch.setattr(silhouette_init, "fit_shape_to_silhouettes", fit)
+    return given
+
+
+@pytest.mark.parametrize("missing", ["mask/02/1/000002.png", "mask/02/1"])
+def test_missing_person_mask_drops_person_masks(root, caplog, monkeypatch, missing):
+    path = root / missing
+    path.unlink() if path.is_file() else shutil.rmtree(path)
+    given = _record_fit(monkeypatch)
     with caplog.at_level(logging.WARNING, LOGGER):
-        out = parse(root)
-    assert "mask/02/1/000002.png: per-person mask missing; per-person masks are not used" in caplog.text
+        out = parse(root, silhouette_fit=True)
+    assert given == [None]  # the fit covers the union masks only
+    assert (f"person masks off: {missing} missing; pass --silhouette.use-person-masks False to silence, "
+            "or add the file") in caplog.text
     assert out.metadata["person_mask_filenames"] is None and out.metadata["person_label_filenames"] is None
     assert len(out.mask_filenames) == 9
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, LOGGER):  # the hint silences it; so does turning the fit off
+        parse(root, silhouette_fit=True, silhouette=SilhouetteFitConfig(use_person_masks=False))
+        parse(root)
+    assert "person masks off" not in caplog.text
+
+
+def test_complete_person_masks_reach_the_fit(root, monkeypatch, caplog):
+    given = _record_fit(monkeypatch)
+    with caplog.at_level(logging.WARNING, LOGGER):
+        parse(root, silhouette_fit=True)
+    assert given[0].shape[:3] == (3, 3, 2) and "person masks off" not in caplog.text
 
 
 def test_no_masks_at_all(root):

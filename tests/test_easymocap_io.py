@@ -27,6 +27,28 @@ def test_smpl_npz_round_trip(tmp_path):
         assert back[pid].betas.shape == (10,)
 
 
+def test_smpl_npz_write_cut_off_keeps_the_old_file(tmp_path, monkeypatch):
+    """The fit caches are read back on the next run: an interrupted write must not leave half a file."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "smpl.npz"
+    write_smpl_npz(path, {0: _sequence(rng)})
+    old = path.read_bytes()
+    real_savez = np.savez
+
+    def cut_off(file, **arrays):
+        real_savez(file, **arrays)
+        file.truncate(file.tell() // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        write_smpl_npz(path, {0: _sequence(rng), 1: _sequence(rng)})
+    assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["smpl.npz"]
+    monkeypatch.undo()
+    write_smpl_npz(tmp_path / "other", {0: _sequence(rng)})  # np.savez's naming: .npz appended
+    assert (tmp_path / "other.npz").is_file()
+
+
 def test_smpl_npz_accepts_avatarpose_shapes(tmp_path):
     """AvatarPose writes body_pose as (F, 1, 69) and betas as (1, 10)."""
     f = 3

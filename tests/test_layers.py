@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fitting", "eval", "synth"),
     ("models", "dataparsers"),
     ("datamanagers", "viewer"),
-    ("pipelines", "export", "method_configs"),
+    ("pipelines", "engine", "export", "method_configs"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -39,7 +39,8 @@ from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.background_plate import camera_plate
 from avatarpose_ns.dataparsers.cameras_convert import make_cameras
 from avatarpose_ns.dataparsers.sequence import (
-    LOG, RawSequence, SequenceError, check_image_sizes, list_frame_images, select_cameras, select_frames,
+    LOG, RawSequence, SequenceError, check_image_sizes, check_people_in_view, list_frame_images, select_cameras,
+    select_frames,
 )
 from avatarpose_ns.dataparsers.silhouette_init import refine_init_with_silhouettes
 from avatarpose_ns.dataparsers.smpl_init import posed_joints
@@ -179,6 +180,7 @@ class MultiViewDataParser(DataParser):
             raise SequenceError(f"{root}: sequence folder not found")
         cache_dir = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir(root)
         seq = self.read_sequence(self.body_model(), cache_dir)
+        check_people_in_view(seq, {pid: posed_joints(self.body_model(), s) for pid, s in seq.init.items()})
         if config.silhouette_fit:
             seq.init = refine_init_with_silhouettes(seq, self.split_cameras(seq, "train"), self.body_model(),
                                                     config.silhouette, cache_dir)

@@ -17,8 +17,12 @@ from pathlib import Path
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.base import MultiViewDataParser, MultiViewDataParserConfig
-from avatarpose_ns.dataparsers.sequence import RawSequence, SequenceError, collect_views, relative, sequence_root
-from avatarpose_ns.dataparsers.smpl_init import check_person_ids, load_gt_keypoints, load_gt_npz, load_init
+from avatarpose_ns.dataparsers.sequence import (
+    RawSequence, SequenceError, check_frame_gaps, collect_views, relative, sequence_root,
+)
+from avatarpose_ns.dataparsers.smpl_init import (
+    check_person_ids, init_frames, load_gt_keypoints, load_gt_npz, load_init,
+)
 from avatarpose_ns.io.cameras import read_cameras
 
 MASK_ROOTS = ("mask", "mask_sta", "mask_gt")
@@ -47,6 +51,8 @@ class EasyMocapDataParser(MultiViewDataParser):
         image_dirs = {name: root / "images" / name for name in calib}
         names, images, frames, cameras = self.select_views(calib, image_dirs, str(root / "intri.yml"))
         init, init_source = load_init(root, frames, body, config.init_path, cache_dir)
+        check_frame_gaps(init_frames(root, config.init_path), images, image_dirs, frames, init_source,
+                         config.drop_incomplete_frames)
 
         if config.mask_dir is not None:
             mask_root = root / config.mask_dir
@@ -54,12 +60,13 @@ class EasyMocapDataParser(MultiViewDataParser):
             mask_root = next((root / m for m in MASK_ROOTS if (root / m).is_dir()), root / MASK_ROOTS[0])
         looked_for = "<mask root>/<cam>/<frame>.png or <mask root>/<cam>/all/<frame>.png, mask root " + (
             config.mask_dir if config.mask_dir is not None else " or ".join(f"{m}/" for m in MASK_ROOTS))
-        views = collect_views(cameras, {n: n for n in names}, images, frames, mask_root, list(init), looked_for)
+        views, missing_person_mask = collect_views(cameras, {n: n for n in names}, images, frames, mask_root,
+                                                   list(init), looked_for)
 
         seq = RawSequence(
             layout="easymocap", root=root, cameras=cameras, frames=frames, views=views,
             mask_source=relative(mask_root, root), person_ids=list(init), init=init,
-            init_source=init_source, world_up=config.world_up,
+            init_source=init_source, world_up=config.world_up, missing_person_mask=missing_person_mask,
         )
         gt_npz = root / "smpl_gt" / "smpl.npz"
         if gt_npz.is_file():

@@ -20,8 +20,10 @@ from typing import Literal
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.base import MultiViewDataParser, MultiViewDataParserConfig
 from avatarpose_ns.dataparsers.hi4d_io import CAMERAS_FILE, camera_folder, read_hi4d_cameras, read_hi4d_gt
-from avatarpose_ns.dataparsers.sequence import RawSequence, SequenceError, collect_views, relative, sequence_root
-from avatarpose_ns.dataparsers.smpl_init import check_person_ids, load_init
+from avatarpose_ns.dataparsers.sequence import (
+    RawSequence, SequenceError, check_frame_gaps, collect_views, relative, sequence_root,
+)
+from avatarpose_ns.dataparsers.smpl_init import check_person_ids, init_frames, load_init
 
 MASK_ROOT = "seg/img_seg_mask"
 
@@ -55,15 +57,17 @@ class Hi4DDataParser(MultiViewDataParser):
                 raise SequenceError(f"{err}. Hi4D has no initialisation of its own (its smpl/*.npz is ground truth, "
                                     "used for evaluation only)") from None
             raise
+        check_frame_gaps(init_frames(root, config.init_path), images, image_dirs, frames, init_source,
+                         config.drop_incomplete_frames)
 
         mask_root = root / (config.mask_dir if config.mask_dir is not None else MASK_ROOT)
         cam_dirs = {n: image_dirs[n].name for n in names}
-        views = collect_views(cameras, cam_dirs, images, frames, mask_root, list(init),
-                              f"{relative(mask_root, root)}/<cam>/all/<frame>.png")
+        views, missing_person_mask = collect_views(cameras, cam_dirs, images, frames, mask_root, list(init),
+                                                   f"{relative(mask_root, root)}/<cam>/all/<frame>.png")
         seq = RawSequence(
             layout="hi4d", root=root, cameras=cameras, frames=frames, views=views,
             mask_source=relative(mask_root, root), person_ids=list(init), init=init,
-            init_source=init_source, world_up=config.world_up,
+            init_source=init_source, world_up=config.world_up, missing_person_mask=missing_person_mask,
         )
         gt_folder = root / "smpl"
         if any(gt_folder.glob("*.npz")):

@@ -58,6 +58,7 @@ class RawSequence:
     gt_keypoints: dict[int, dict[int, np.ndarray]] | None = None  # frame -> pid -> (J, 4), evaluation only
     gt_keypoints_source: str | None = None
     world_up: str = "+z"
+    missing_person_mask: Path | None = None  # the first one missing when some exist: none are used then
 
 
 def relative(path: Path, root: Path) -> str:
@@ -155,30 +156,97 @@ def select_frames(per_camera: dict[str, dict[int, Path]], image_dirs: dict[str, 
     return kept
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header; an unreadable file is an error naming it."""
+def check_frame_gaps(init_frames: Sequence[int], images: dict[str, dict[int, Path]], image_dirs: dict[str, Path],
+                     frames: Sequence[int], init_source: str, drop_incomplete: bool) -> None:
+    """Frames between the first and last selected frame that the initialisation has but no camera has
+    an image of: an error naming the first, or with ``drop_incomplete`` a warning.
+
+    ``select_frames`` only sees the images, so a frame deleted from every camera would otherwise just
+    vanish from the sequence (and from the exported poses) without a word.
+    """
+    present = set().union(*[set(f) for f in images.values()])
+    gaps = [f for f in init_frames if frames[0] < f < frames[-1] and f not in present]
+    if not gaps:
+        return
+    cam = next(iter(images))
+    stem = images[cam][frames[0]].stem
+    expected = image_dirs[cam] / f"{gaps[0]:0{len(stem)}d}{images[cam][frames[0]].suffix}"
+    listed = f"{gaps[:8]}{' ...' if len(gaps) > 8 else ''}"
+    if drop_incomplete:
+        LOG.warning("%s: frames %s have no image in any camera but the initialisation (%s) has them; they are "
+                    "skipped", expected, listed, init_source)
+        return
+    raise SequenceError(
+        f"{expected}: frame {gaps[0]} has no image in any camera, but the initialisation ({init_source}) has it "
+        f"(frames without images: {listed}); restore the images, exclude the frames with the frame range, or "
+        "pass drop_incomplete_frames to skip them")
+
+
+def image_header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and PIL mode from the image header; an unreadable file is an error naming it."""
     try:
         with Image.open(path) as image:
-            return image.size
+            return image.size, image.mode
     except Exception as err:
         raise SequenceError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
 
 
-def check_image_sizes(cam: CameraCalib, images: Sequence[Path], calib_file: str) -> CameraCalib:
-    """Every image of a camera has one size, which matches the calibration's H_/W_ when given.
+def verify_image(path: Path) -> tuple[int, int]:
+    """Decode the whole file and return its (width, height).
 
-    Returns the camera with its size filled in. Images that are a uniform rescaling of the calibrated
-    size (same aspect ratio) are accepted with a warning and K is rescaled; other sizes are errors.
+    The header alone, and OpenCV's decoder, accept a JPEG cut off half-way (OpenCV fills the
+    missing rows with grey); PIL's full decode raises, so a truncated or corrupt file is an error
+    naming it.
     """
-    sizes = [image_size(p) for p in images]
-    first = sizes[0]
-    for path, size in zip(images, sizes):
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.size
+    except Exception as err:
+        raise SequenceError(f"{path}: unreadable image, truncated or corrupt ({type(err).__name__}: {err})") from None
+
+
+def check_intrinsics(cam: CameraCalib, calib_file: str) -> None:
+    """Positive focal lengths, K's last row 0 0 1, and the principal point inside the image.
+
+    A zero or negative focal length, or a principal point off the image, projects the people
+    mirrored or outside every pixel: no error would follow, only a model that learns nothing.
+    """
+    K = cam.K
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if not (fx > 0 and fy > 0):
+        raise SequenceError(f"{calib_file}: camera '{cam.name}' has focal lengths fx = {fx:g}, fy = {fy:g} "
+                            "(K[0,0], K[1,1]); both must be positive, in pixels")
+    if not np.allclose(K[2], (0.0, 0.0, 1.0)):
+        raise SequenceError(f"{calib_file}: camera '{cam.name}' K has last row {np.round(K[2], 6).tolist()}, "
+                            "expected [0, 0, 1] (a pinhole camera matrix)")
+    if cam.width > 0 and cam.height > 0 and not (0.0 <= cx <= cam.width and 0.0 <= cy <= cam.height):
+        raise SequenceError(f"{calib_file}: camera '{cam.name}' has its principal point (cx, cy) = ({cx:g}, {cy:g}) "
+                            f"outside its {cam.width}x{cam.height} image")
+
+
+def check_image_sizes(cam: CameraCalib, images: Sequence[Path], calib_file: str) -> CameraCalib:
+    """Every image of a camera has one size and colour mode, and the size matches the calibration's
+    H_/W_ when given.
+
+    Returns the camera with its size filled in and its intrinsics checked (``check_intrinsics``).
+    Images that are a uniform rescaling of the calibrated size (same aspect ratio) are accepted with
+    a warning and K is rescaled; other sizes are errors.
+    """
+    headers = [image_header(p) for p in images]
+    first, first_mode = headers[0]
+    for path, (size, mode) in zip(images, headers):
         if size != first:
             raise SequenceError(f"{path}: image is {size[0]}x{size[1]} but the other frames of camera '{cam.name}' "
                                 f"({images[0].name}) are {first[0]}x{first[1]}")
+        if mode != first_mode:  # e.g. one greyscale frame among colour ones: read as grey, not an error otherwise
+            raise SequenceError(f"{path}: image mode is {mode} but the other frames of camera '{cam.name}' "
+                                f"({images[0].name}) are {first_mode}")
     width, height = first
     if cam.width <= 0 or cam.height <= 0 or (cam.width, cam.height) == (width, height):
-        return CameraCalib(cam.name, cam.K, cam.dist, cam.R, cam.T, width, height)
+        checked = CameraCalib(cam.name, cam.K, cam.dist, cam.R, cam.T, width, height)
+        check_intrinsics(checked, calib_file)
+        return checked
     sx, sy = width / cam.width, height / cam.height
     if abs(sx - sy) > 1e-3 * max(sx, sy):
         raise SequenceError(f"{images[0]}: image is {width}x{height} but {calib_file} gives "
@@ -187,70 +255,130 @@ def check_image_sizes(cam: CameraCalib, images: Sequence[Path], calib_file: str)
                 "view at another resolution and rescaling K by %.4g", images[0], width, height, calib_file,
                 cam.name, cam.width, cam.name, cam.height, sx)
     K = scale_intrinsics(cam.K, (cam.width, cam.height), (width, height))
-    return CameraCalib(cam.name, K, cam.dist, cam.R, cam.T, width, height)
+    checked = CameraCalib(cam.name, K, cam.dist, cam.R, cam.T, width, height)
+    check_intrinsics(checked, calib_file)
+    return checked
 
 
 # ----------------------------------------------------------------------------- masks
 
 
+def _first_missing_person_mask(mask_root: Path, cam_dirs: dict[str, str], frames: Sequence[int],
+                               person_ids: Sequence[int]) -> Path | None:
+    """The first per-person mask file (or folder) that is missing, or None when every person has a
+    mask in every view. Also None when there are no per-person masks at all (union masks only)."""
+    folders = {cam: person_folders(mask_root, cam_dir) for cam, cam_dir in cam_dirs.items()}
+    if not any(folders.values()):
+        return None
+    for cam, cam_dir in cam_dirs.items():
+        for pid in person_ids:
+            if pid not in folders[cam]:
+                return mask_root / cam_dir / str(pid)
+            for frame in frames:
+                if frame_file(folders[cam][pid], frame) is None:
+                    return folders[cam][pid] / f"{frame:06d}.png"
+    return None
+
+
 def collect_views(cameras: dict[str, CameraCalib], cam_dirs: dict[str, str], images: dict[str, dict[int, Path]],
                   frames: Sequence[int], mask_root: Path, person_ids: Sequence[int],
-                  looked_for: str) -> dict[tuple[str, int], ViewFiles]:
-    """Image and mask files of every (camera, frame).
+                  looked_for: str) -> tuple[dict[tuple[str, int], ViewFiles], Path | None]:
+    """Image and mask files of every (camera, frame), and the per-person mask that is missing, if any.
 
     Union mask missing: made from the per-person masks of that view when they exist (logged), else an
     error naming the missing file. Per-person masks are used only when every person of the
-    initialisation has one in every view; otherwise they are dropped for the whole sequence with a
-    warning, and the model gets the union masks only.
+    initialisation has one in every view; otherwise none are used and the first missing file is
+    returned, for the warning of whoever would have used them (``person_masks_off_message``).
     """
     if not mask_root.is_dir():
         raise SequenceError(f"{mask_root}: no foreground masks (looked for {looked_for})")
-    use_persons = True
-    for cam in cameras:
-        have = person_folders(mask_root, cam_dirs[cam])
-        missing = [pid for pid in person_ids if pid not in have]
-        if missing and have:
-            LOG.warning("%s: per-person mask folders %s found but persons %s of the initialisation have none; "
-                        "per-person masks are not used", mask_root / cam_dirs[cam], sorted(have), missing)
-        if missing:
-            use_persons = False
+    cam_dirs = {cam: cam_dirs[cam] for cam in cameras}
+    missing_person_mask = _first_missing_person_mask(mask_root, cam_dirs, frames, person_ids)
+    use_persons = missing_person_mask is None
     views: dict[tuple[str, int], ViewFiles] = {}
     derived = 0
-    for cam in cameras:
+    for cam, cam_dir in cam_dirs.items():
         for frame in frames:
-            union = union_mask_file(mask_root, cam_dirs[cam], frame)
+            union = union_mask_file(mask_root, cam_dir, frame)
             persons: list[Path] = []
             if use_persons:
-                for pid in person_ids:
-                    path = frame_file(mask_root / cam_dirs[cam] / str(pid), frame)
-                    if path is None:
-                        LOG.warning("%s: per-person mask missing; per-person masks are not used for this sequence",
-                                    mask_root / cam_dirs[cam] / str(pid) / f"{frame:06d}.png")
-                        use_persons = False
-                        break
-                    persons.append(path)
+                persons = [p for pid in person_ids
+                           if (p := frame_file(mask_root / cam_dir / str(pid), frame)) is not None]
             if union is None:
                 if not persons:
-                    raise SequenceError(f"{mask_root / cam_dirs[cam] / f'{frame:06d}.png'}: foreground mask missing "
-                                        f"for camera '{cam}', frame {frame} (looked for {looked_for})")
+                    incomplete = ", and the per-person masks are incomplete" if missing_person_mask else ""
+                    raise SequenceError(f"{mask_root / cam_dir / f'{frame:06d}.png'}: foreground mask missing "
+                                        f"for camera '{cam}', frame {frame}{incomplete} (looked for {looked_for})")
                 derived += 1
             views[(cam, frame)] = ViewFiles(images[cam][frame], union, persons)
-    if not use_persons:
-        for (cam, frame), view in views.items():
-            if view.union_mask is None:  # was to be made from the per-person masks, which are incomplete
-                raise SequenceError(f"{mask_root / cam_dirs[cam] / f'{frame:06d}.png'}: foreground mask missing "
-                                    f"for camera '{cam}', frame {frame}, and the per-person masks are incomplete")
-            view.person_masks = []
+    if missing_person_mask is not None:
+        LOG.info("%s missing: per-person masks are not used for this sequence", missing_person_mask)
     if derived:
         LOG.info("%d union masks made from per-person masks (no union mask file)", derived)
-    return views
+    return views, missing_person_mask
 
+
+def person_masks_off_message(seq: RawSequence) -> str:
+    """The warning for a consumer of per-person masks when some are missing (``seq.missing_person_mask``)."""
+    return (f"person masks off: {relative(seq.missing_person_mask, seq.root)} missing; pass "
+            "--silhouette.use-person-masks False to silence, or add the file")
+
+
+# ----------------------------------------------------------------------------- cameras and people
+
+
+def _joints_in_view(cam: CameraCalib, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, J, 3) world joints -> (F, J) in front of the camera, and in front and on its image.
+
+    The pinhole projection (no distortion) is used: lens models are only valid near the image,
+    and a point far outside can be folded back onto it.
+    """
+    local = joints @ cam.R.T + cam.T
+    depth = local[..., 2]
+    front = depth > 1e-3
+    uv = local @ cam.K.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = uv[..., 0] / depth, uv[..., 1] / depth
+    on_image = front & (u >= -0.5) & (u <= cam.width - 0.5) & (v >= -0.5) & (v <= cam.height - 0.5)
+    return front, on_image
+
+
+def check_people_in_view(seq: RawSequence, joints: dict[int, np.ndarray]) -> None:
+    """Every camera sees at least one person (half of the joints of their initial body in front of it
+    and on its image) in most frames; a camera that does not is an error naming it.
+
+    A flipped or mis-registered extrinsic passes every check of the calibration itself, and then
+    trains on images that no body projects into. A person missing from one camera in most frames is
+    only a warning: people may leave a view.
+
+    joints: person id -> (F, 24, 3) initial joints in the input world frame, frames as ``seq.frames``.
+    """
+    calib_file = seq.root / EXTRINSICS_FILES.get(seq.layout, "")
+    num_frames = len(seq.frames)
+    warnings = []
+    for name, cam in seq.cameras.items():
+        in_view = {pid: _joints_in_view(cam, person) for pid, person in joints.items()}
+        visible = {pid: on_image.mean(axis=1) >= 0.5 for pid, (_, on_image) in in_view.items()}
+        seen = np.logical_or.reduce(list(visible.values()))
+        unseen = int((~seen).sum())
+        if unseen * 2 > num_frames:
+            behind = np.logical_and.reduce([~front.any(axis=1) for front, _ in in_view.values()])
+            where = "behind" if behind[~seen].all() else "behind or off the image of"
+            raise SequenceError(
+                f"{calib_file}: camera '{name}' sees none of the people in {unseen} of {num_frames} frames: their "
+                f"initial joints ({seq.init_source}) lie {where} the camera; is its extrinsic flipped, or in "
+                "another world frame or unit?")
+        warnings += [(name, pid, int(v.sum())) for pid, v in visible.items() if v.sum() * 2 < num_frames]
+    for name, pid, count in warnings:
+        LOG.warning("%s: camera '%s' sees person %d in only %d of %d frames (its initial joints, %s, lie behind "
+                    "the camera or off its image)", calib_file, name, pid, count, num_frames, seq.init_source)
 
 
 # ----------------------------------------------------------------------------- layouts
 
 EASYMOCAP_FILES = ("intri.yml", "extri.yml", "images/<camera>/<frame>.jpg")
 HI4D_FILES = ("cameras/rgb_cameras.npz", "images/<camera>/<frame>.jpg")
+EXTRINSICS_FILES = {"easymocap": "extri.yml", "hi4d": HI4D_FILES[0]}
 
 
 def is_easymocap(root: Path) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 
 from avatarpose_ns.body.body_model import BodyModel
 from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
-from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
+from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError, person_masks_off_message
 from avatarpose_ns.fitting import source_digest
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
 from avatarpose_ns.io.cameras import CameraCalib
@@ -58,9 +58,12 @@ def union_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray, l
 
 def person_masks(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.ndarray | None, list[Path]]:
     """(C, F, P, H, W) bool visible part of each person (people in `seq.person_ids` order) and the
-    files read, or (None, []) when some view lacks per-person masks."""
+    files read, or (None, []) when some view lacks per-person masks: with a warning naming the
+    missing file when others exist (the fit then covers the union masks only)."""
     people = len(seq.person_ids)
     if any(len(seq.views[(cam, frame)].person_masks) != people for cam in cameras for frame in seq.frames):
+        if seq.missing_person_mask is not None:
+            LOG.warning(person_masks_off_message(seq))
         return None, []
     files = [path for cam in cameras for frame in seq.frames for path in seq.views[(cam, frame)].person_masks]
     masks = np.stack([np.stack([_read_masks(seq.views[(cam, frame)].person_masks, seq.cameras[cam])

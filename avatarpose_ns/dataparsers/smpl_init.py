@@ -268,22 +268,35 @@ def _kind(path: Path) -> tuple[str, Path]:
     raise SequenceError(f"{files[0]}: neither EasyMocap SMPL (Rh, Th, poses, shapes) nor keypoints3d records")
 
 
-def load_init(root: Path, frames: Sequence[int], body: BodyModel, init_path: Path | None = None,
-              cache_dir: Path | None = None) -> tuple[dict[int, SmplSequence], str]:
-    """The initialisation (first match wins, see module docstring) and a description of its source."""
+def find_init(root: Path, init_path: Path | None = None) -> tuple[str, Path]:
+    """Which initialisation a sequence uses (first match wins, see module docstring): its kind
+    ('npz', 'smpl' or 'keypoints3d') and file or folder."""
     if init_path is not None:
         path = init_path if init_path.is_absolute() else root / init_path
         if not path.exists():
             raise SequenceError(f"{path}: initialisation path not found")
-        candidates = [path]
-    else:
-        # folders count only with <frame>.json inside: Hi4D's smpl/ holds ground-truth npz files
-        candidates = [p for p in (root / "smpl_init" / "smpl.npz", root / "smpl", root / "keypoints3d")
-                      if p.is_file() or (p.is_dir() and any(p.glob("*.json")))]
-        if not candidates:
-            raise SequenceError(f"{root}: no SMPL initialisation (looked for {', '.join(INIT_CANDIDATES)}); "
-                                "pass init_path to use one stored elsewhere")
-    kind, path = _kind(candidates[0])
+        return _kind(path)
+    # folders count only with <frame>.json inside: Hi4D's smpl/ holds ground-truth npz files
+    candidates = [p for p in (root / "smpl_init" / "smpl.npz", root / "smpl", root / "keypoints3d")
+                  if p.is_file() or (p.is_dir() and any(p.glob("*.json")))]
+    if not candidates:
+        raise SequenceError(f"{root}: no SMPL initialisation (looked for {', '.join(INIT_CANDIDATES)}); "
+                            "pass init_path to use one stored elsewhere")
+    return _kind(candidates[0])
+
+
+def init_frames(root: Path, init_path: Path | None = None) -> list[int]:
+    """Every frame number the initialisation has (any person), before the frame selection."""
+    kind, path = find_init(root, init_path)
+    if kind == "npz":
+        return sorted({int(f) for seq in read_npz_checked(path).values() for f in seq.frames})
+    return sorted(int(p.stem) for p in path.glob("*.json") if p.stem.isdigit())
+
+
+def load_init(root: Path, frames: Sequence[int], body: BodyModel, init_path: Path | None = None,
+              cache_dir: Path | None = None) -> tuple[dict[int, SmplSequence], str]:
+    """The initialisation (first match wins, see module docstring) and a description of its source."""
+    kind, path = find_init(root, init_path)
     if kind == "npz":
         people = restrict_frames(read_npz_checked(path), frames, str(path))
     elif kind == "smpl":

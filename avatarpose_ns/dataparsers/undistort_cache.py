@@ -41,7 +41,7 @@ import numpy as np
 
 from avatarpose_ns.dataparsers.cameras_convert import scale_intrinsics, scaled_size
 from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
-from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError
+from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError, verify_image
 from avatarpose_ns.io.cameras import CameraCalib
 
 CACHE_VERSION = 1
@@ -174,17 +174,23 @@ def _read_mask_checked(path: Path, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def _check_decoded_size(src: Path, size: tuple[int, int], geom: ViewGeometry) -> None:
+    if size != geom.size:
+        raise SequenceError(f"{src}: image decodes to {size[0]}x{size[1]}, expected {geom.size[0]}x{geom.size[1]}")
+
+
 def _image_job(src: Path, dst: Path, und: Undistorter) -> None:
+    """Check (and when undistorting or resizing, cache) one image. A fresh cache file was checked when written."""
     if dst != src and _fresh(dst, [src]):
+        return
+    _check_decoded_size(src, verify_image(src), und.geom)  # the whole file: a truncated JPEG is an error
+    if dst == src:
         return
     image = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if image is None:
         raise SequenceError(f"{src}: unreadable image (cv2 could not decode it)")
-    if (image.shape[1], image.shape[0]) != und.geom.size:
-        raise SequenceError(f"{src}: image decodes to {image.shape[1]}x{image.shape[0]}, expected "
-                            f"{und.geom.size[0]}x{und.geom.size[1]}")
-    if dst != src:
-        _write(dst, und.image(image))
+    _check_decoded_size(src, (image.shape[1], image.shape[0]), und.geom)
+    _write(dst, und.image(image))
 
 
 def _mask_job(union_src: Path | None, person_srcs: list[Path], out: CachedView, und: Undistorter) -> None:

@@ -119,10 +119,15 @@ def write_cameras(folder: Path, cams: list[CameraCalib]) -> None:
 def _open(path: Path) -> cv2.FileStorage:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: calibration file not found")
+    if not path.read_bytes().strip():  # OpenCV answers an empty file with a bare SystemError
+        raise ValueError(f"{path}: empty calibration file (expected OpenCV FileStorage YAML: '%YAML:1.0', "
+                         "'names' and the entries of each camera)")
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except cv2.error as exc:  # malformed YAML
-        raise ValueError(f"{path}: not a readable OpenCV FileStorage file ({exc.err.strip()})") from exc
+    except (cv2.error, SystemError) as exc:  # malformed YAML; OpenCV 4.11 wraps its cv2.error in a SystemError
+        cause = exc if isinstance(exc, cv2.error) else exc.__cause__
+        detail = str(getattr(cause, "err", None) or cause or exc).strip()
+        raise ValueError(f"{path}: not a readable OpenCV FileStorage file ({detail})") from None
     if not fs.isOpened():
         raise ValueError(f"{path}: not a readable OpenCV FileStorage file")
     return fs

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from avatarpose_ns.io.atomic import write_atomically
+
 
 class FormatError(ValueError):
     """A file exists but its content is not what the format says."""
@@ -70,7 +72,9 @@ def write_smpl_npz(path: str | Path, people: dict[int, SmplSequence]) -> None:
         }
         for pid, seq in sorted(people.items())
     }
-    np.savez(path, **payload)
+    if path.suffix != ".npz":  # what np.savez does with a path
+        path = path.with_name(path.name + ".npz")
+    write_atomically(path, lambda handle: np.savez(handle, **payload))  # caches read it back: never half a file
 
 
 def read_smpl_npz(path: str | Path) -> dict[int, SmplSequence]:

@@ -1,0 +1,1 @@
+"""The trainer of the avatarpose methods (nerfstudio's, with checkpoints an interrupt cannot lose)."""

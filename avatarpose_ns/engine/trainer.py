@@ -1,0 +1,105 @@
+"""nerfstudio's Trainer, made so that an interrupt loses nothing that was done.
+
+nerfstudio 1.1.5 writes ``step-<n>.ckpt`` in place with ``torch.save``: a run killed during the
+write leaves a truncated file that ``--load-dir`` then picks as the latest and cannot read (and with
+``save_only_latest_checkpoint`` the previous one is already gone when the same step is written again).
+Ctrl-C ends ``ns-train`` with a stack trace and keeps only the last periodic checkpoint.
+
+Here every checkpoint is written to a temporary file and renamed into place (``os.replace``, atomic
+on one filesystem), so the folder only ever holds complete checkpoints; and Ctrl-C during training
+first saves a checkpoint at the last completed step, which ``--load-dir`` resumes from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.decorators import check_main_thread
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from avatarpose_ns.io.atomic import write_atomically
+
+CHECKPOINT_NAME = re.compile(r"step-(\d+)\.ckpt")
+
+
+def latest_checkpoint_step(folder: Path) -> int | None:
+    """The highest ``<n>`` of the ``step-<n>.ckpt`` files in ``folder`` (other files ignored), or None."""
+    steps = [int(m.group(1)) for p in Path(folder).iterdir() if (m := CHECKPOINT_NAME.fullmatch(p.name))]
+    return max(steps, default=None)
+
+
+@dataclass
+class AvatarPoseTrainerConfig(TrainerConfig):
+    """nerfstudio's trainer settings; the trainer writes checkpoints atomically and saves on Ctrl-C."""
+
+    _target: type = field(default_factory=lambda: AvatarPoseTrainer)
+
+
+class AvatarPoseTrainer(Trainer):
+    """Atomic checkpoints, and a checkpoint at the last completed step on KeyboardInterrupt."""
+
+    config: AvatarPoseTrainerConfig
+
+    def __init__(self, config: TrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(config, local_rank, world_size)
+        self.last_completed_step: int | None = None  # None: no optimizer step yet in this process
+
+    def train_iteration(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        result = super().train_iteration(step)
+        self.last_completed_step = step  # the optimizers have stepped: this step's state is complete
+        return result
+
+    def train(self) -> None:
+        try:
+            super().train()
+        except KeyboardInterrupt:
+            self._save_on_interrupt()
+            raise
+
+    def _save_on_interrupt(self) -> None:
+        step = self.last_completed_step
+        if step is None:
+            CONSOLE.print("[bold yellow]Interrupted before the first step completed: no checkpoint written")
+            return
+        CONSOLE.print(f"[bold yellow]Interrupted: saving a checkpoint at step {step} (resume with --load-dir "
+                      f"{self.checkpoint_dir})")
+        self.save_checkpoint(step)
+
+    def _load_checkpoint(self) -> None:
+        """nerfstudio's, except that the latest step in ``load_dir`` is found among ``step-<n>.ckpt`` files
+        only (nerfstudio parses every name in the folder and stops at any other file)."""
+        config = self.config
+        if config.load_dir is None or config.load_step is not None or not Path(config.load_dir).is_dir():
+            super()._load_checkpoint()
+            return
+        config.load_step = latest_checkpoint_step(config.load_dir)
+        try:
+            super()._load_checkpoint()
+        finally:
+            config.load_step = None
+
+    @check_main_thread
+    def save_checkpoint(self, step: int) -> None:
+        """nerfstudio's checkpoint, written atomically: a write cut off half-way leaves the previous
+        checkpoints as they were. The temporary file goes next to the checkpoint folder, not into it,
+        so that a leftover from a killed process cannot confuse nerfstudio's own search for the
+        latest step (ns-eval, ns-export)."""
+        path = self.checkpoint_dir / f"step-{step:09d}.ckpt"
+        state = {
+            "step": step,
+            "pipeline": self.pipeline.module.state_dict() if hasattr(self.pipeline, "module")  # type: ignore
+            else self.pipeline.state_dict(),
+            "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
+            "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
+            "scalers": self.grad_scaler.state_dict(),
+        }
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda handle: torch.save(state, handle), tmp_dir=self.checkpoint_dir.parent)
+        if self.config.save_only_latest_checkpoint:
+            for old in self.checkpoint_dir.glob("*.ckpt"):
+                if old != path:
+                    old.unlink()
