@@ -318,7 +318,7 @@ def test_silhouette_fit_refines_the_init_on_train_cameras_and_caches(seq, tmp_pa
     calls = []
     real_fit = silhouette_init.fit_shape_to_silhouettes
 
-    def recording_fit(body, cameras, masks, init, config, progress=False, person_masks=None):
+    def recording_fit(body, cameras, masks, init, config, progress=False, person_masks=None, keypoints2d=None):
         calls.append(([c.name for c in cameras], masks.shape, None if person_masks is None else person_masks.shape))
         return real_fit(body, cameras, masks, init, config, person_masks=person_masks)
 

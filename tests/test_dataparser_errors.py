@@ -248,7 +248,7 @@ def _record_fit(monkeypatch) -> list:
 
     given = []
 
-    def fit(body, cameras, masks, init, config, progress=False, person_masks=None):
+    def fit(body, cameras, masks, init, config, progress=False, person_masks=None, keypoints2d=None):
         given.append(person_masks)
         return init
 
