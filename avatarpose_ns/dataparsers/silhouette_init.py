@@ -21,6 +21,7 @@ from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
 from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError, person_masks_off_message
 from avatarpose_ns.fitting import source_digest
 from avatarpose_ns.fitting.silhouette_fit import SilhouetteFitConfig, fit_shape_to_silhouettes
+from avatarpose_ns.fitting.smpl_fit_2d import NUM_JOINTS
 from avatarpose_ns.io.cameras import CameraCalib
 from avatarpose_ns.io.easymocap import FormatError, SmplSequence, read_annots_folder, read_smpl_npz, write_smpl_npz
 
@@ -84,7 +85,7 @@ def keypoint_detections(seq: RawSequence, cameras: Sequence[str]) -> tuple[np.nd
         LOG.warning("2D keypoints left out of the silhouette fit: %s", err)
         return None, []
     num_views, num_frames = len(cameras), len(seq.frames)
-    empty = np.zeros((num_views, num_frames, 24, 3))
+    empty = np.zeros((num_views, num_frames, NUM_JOINTS, 3))
     stacked = np.stack([detections.get(pid, empty) for pid in seq.person_ids], axis=2)
     files = [folder / cam / f"{frame:06d}.json" for cam in cameras for frame in seq.frames]
     return stacked, files
