@@ -106,8 +106,8 @@ def test_checkpoint_loads_through_eval_setup(trained_run):
     loaded = pipeline.model.state_dict()
     key = next(k for k in loaded if k.startswith("avatars.fields") and "encoding" in k)
     torch.testing.assert_close(loaded[key], saved["_model." + key])
-    camera = pipeline.datamanager.train_dataset.cameras[0:1] if pipeline.datamanager.train_dataset else None
-    if camera is not None:
-        with torch.no_grad():
-            outputs = pipeline.model.get_outputs_for_camera(camera)
-        assert outputs["rgb"].shape[-1] == 3 and "rgb_person0" in outputs
+    assert pipeline.datamanager.train_dataset is not None  # nerfstudio keeps it in inference mode too
+    camera = pipeline.datamanager.train_dataset.cameras[0:1]
+    with torch.no_grad():
+        outputs = pipeline.model.get_outputs_for_camera(camera)
+    assert outputs["rgb"].shape[-1] == 3 and "rgb_person0" in outputs

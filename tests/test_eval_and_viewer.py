@@ -120,6 +120,7 @@ def _fake_viewer():
 
 
 def test_overlays_draw_skeletons_for_the_slider_frame(runs):
+    from avatarpose_ns.eval.model_metrics import frame_joints
     from avatarpose_ns.models.palette import person_colour
     from avatarpose_ns.viewer.overlays import VISER_SCALE
 
@@ -135,7 +136,7 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
             lines = [v for k, v in nodes.items() if k.startswith(f"/avatarpose/person_{pid}/skeleton/bone")]
             assert len(lines) == 23 and all(kw["color"] == person_colour(index) for _, kw in lines)
         # the joints sit where the model poses them at frame 0, in viser units (scene frame x 10)
-        joints0 = pipeline.frame_joints(0)[0]
+        joints0 = frame_joints(model, 0)[0]
         pid0 = model.person_ids[0]
         drawn = nodes[f"/avatarpose/person_{pid0}/skeleton/joints"][1]["points"]
         np.testing.assert_allclose(drawn, model.scene_transform.to_scene(joints0[0]) * VISER_SCALE, atol=1e-4)
@@ -146,7 +147,7 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
         viewer.control_panel.time = 1.0
         for callback in slider_callbacks:
             callback(None)
-        joints1 = pipeline.frame_joints(model.num_frames - 1)[0]
+        joints1 = frame_joints(model, model.num_frames - 1)[0]
         drawn = nodes[f"/avatarpose/person_{pid0}/skeleton/joints"][1]["points"]
         np.testing.assert_allclose(drawn, model.scene_transform.to_scene(joints1[0]) * VISER_SCALE, atol=1e-4)
         assert overlays.zz_mpjpe.value.endswith(f" mm, frame {model.frame_numbers[-1]}")
@@ -159,7 +160,7 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
         assert not [k for k in nodes if k.startswith(f"/avatarpose/person_{pid0}/")]
         pid1 = model.person_ids[1]
         kind, mesh = nodes[f"/avatarpose/person_{pid1}/mesh"]
-        assert kind == "mesh" and mesh["vertices"].shape == (model.avatars.body_model.num_vertices, 3)
+        assert kind == "mesh" and mesh["vertices"].shape == (model.body_model.num_vertices, 3)
         assert [k for k in nodes if k.startswith("/avatarpose/ground_truth/")]
     finally:
         overlays.person_00.value = True
@@ -180,6 +181,46 @@ def test_overlays_without_ground_truth_have_no_readout(runs):
         assert not [k for k in nodes if "ground_truth" in k]
     finally:
         overlays._server = overlays._viewer = None
+
+
+def test_overlays_draw_what_their_source_gives():
+    """No pipeline needed: the overlays draw the source's joints, through its scene transform, at the slider's
+    frame, the mesh with the source's triangles, and the readout against the source's ground truth."""
+    from avatarpose_ns.scene.transform import SceneTransform
+    from avatarpose_ns.viewer.overlays import VISER_SCALE, OverlaySource, PoseOverlays
+
+    rng = np.random.default_rng(0)
+    joints = rng.normal(size=(2, 2, 24, 3))  # frame position, person, joint
+    vertices = rng.normal(size=(2, 2, 5, 3))
+    faces = np.array([[0, 1, 2], [2, 3, 4]])
+    calls = []
+
+    def frame_joints(position, with_vertices):
+        calls.append((position, with_vertices))
+        return joints[position], (vertices[position] if with_vertices else None)
+
+    gt = {10: {7: joints[0, 0] + 0.01}, 11: {7: joints[1, 1]}}  # 10 mm off person 3; exactly person 4
+    transform = SceneTransform(np.eye(3), np.array([0.5, 0.0, 0.0]), 0.5)
+    source = OverlaySource(person_ids=[3, 4], frame_numbers=[10, 11], scene_transform=transform, faces=faces,
+                           frame_joints=frame_joints, ground_truth_joints=lambda: gt)
+    overlays = PoseOverlays(source)
+    viewer, slider_callbacks = _fake_viewer()
+    overlays.control._setup(viewer)
+    nodes = viewer.viser_server.scene.nodes
+    drawn = nodes["/avatarpose/person_4/skeleton/joints"][1]["points"]
+    np.testing.assert_allclose(drawn, 0.5 * (joints[0, 1] + [0.5, 0, 0]) * VISER_SCALE, rtol=1e-6)
+    assert overlays.zz_mpjpe.value == f"{10 * 3 ** 0.5:.1f} mm, frame 10"
+    viewer.control_panel.time = 1.0
+    overlays.show_mesh.value = True
+    for callback in slider_callbacks:
+        callback(None)
+    assert calls == [(0, False), (1, True)]
+    drawn = nodes["/avatarpose/person_3/skeleton/joints"][1]["points"]
+    np.testing.assert_allclose(drawn, 0.5 * (joints[1, 0] + [0.5, 0, 0]) * VISER_SCALE, rtol=1e-6)
+    mesh = nodes["/avatarpose/person_3/mesh"][1]
+    np.testing.assert_array_equal(mesh["faces"], faces)
+    np.testing.assert_allclose(mesh["vertices"], 0.5 * (vertices[1, 0] + [0.5, 0, 0]) * VISER_SCALE, rtol=1e-6)
+    assert overlays.zz_mpjpe.value == "0.0 mm, frame 11"
 
 
 def test_instance_map_uses_the_overlay_palette(runs):

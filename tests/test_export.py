@@ -161,13 +161,12 @@ def test_animation_from_a_run_follows_its_poses_and_avatar_meshes(run, tmp_path,
     from test_export_animation import Glb
 
     from avatarpose_ns.eval.loading import smpl_sequences_to_joints
-    from avatarpose_ns.export.animation import model_world_up
     from avatarpose_ns.export.cli import ExportAnimation, ExportMeshes
     from avatarpose_ns.export.rig import world_to_output
 
     config_path, _, trainer = run
     model = trainer.pipeline.model
-    c = world_to_output(model_world_up(model))
+    c = world_to_output(model.world_up)
     ExportAnimation(load_config=config_path, output_dir=tmp_path / "smpl").main()
     folder = tmp_path / "smpl" / "animation"
     assert sorted(p.name for p in folder.iterdir()) == ["everyone.glb", "person0.bvh", "person0.glb",

@@ -1,4 +1,5 @@
-"""Packages import only downwards: a package never imports one above it in LAYERS.
+"""Packages import only downwards: a package never imports one above it in LAYERS, and one beside it
+only as SIDEWAYS lists.
 
 Parses every module's imports with ``ast`` (lazy imports inside functions included), so a new
 upward import fails here before it grows into a cycle.
@@ -13,7 +14,7 @@ import avatarpose_ns
 
 ROOT = Path(avatarpose_ns.__file__).parent
 
-# lowest first; a package may import its own layer and the ones below it
+# lowest first; a package may import the layers below it (and its own as SIDEWAYS says)
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("body", "io"),
     ("scene",),
@@ -23,6 +24,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipelines", "engine", "export", "method_configs"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
+# the only imports between packages of one layer (importer -> imported); any other sideways import fails,
+# so that e.g. models and dataparsers stay independent and eval, fitting and synth cannot form a cycle
+SIDEWAYS: dict[str, set[str]] = {"synth": {"eval", "fitting"}, "method_configs": {"engine", "pipelines"}}
+
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT.parent).with_suffix("").parts
@@ -71,6 +76,31 @@ def test_no_package_imports_one_above_it():
             if top in LEVEL and LEVEL[top] > LEVEL[_layer_of(importer)]:
                 upward.append(f"{importer} -> {imported}")
     assert upward == [], "upward imports:\n" + "\n".join(sorted(set(upward)))
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """package -> the other project packages it imports."""
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        importer = _module_name(path)
+        if importer == "avatarpose_ns":
+            continue
+        graph.setdefault(_layer_of(importer), set()).update(
+            _layer_of(imported) for imported in _imports(path) if _layer_of(imported) != _layer_of(importer))
+    return graph
+
+
+def test_packages_of_one_layer_import_each_other_only_as_listed():
+    sideways = sorted(f"{importer} -> {imported}" for importer, imported_set in _package_imports().items()
+                      for imported in imported_set
+                      if LEVEL.get(imported) == LEVEL[importer] and imported not in SIDEWAYS.get(importer, set()))
+    assert sideways == [], "imports within a layer not in SIDEWAYS:\n" + "\n".join(sideways)
+
+
+def test_the_model_imports_only_the_lowest_packages():
+    """models/ (the maths and the nerfstudio Model) builds on body, io and scene alone: metrics, exports,
+    dataparsers and the viewer read the model, never the other way round."""
+    assert _package_imports()["models"] <= {"body", "io", "scene"}
 
 
 def test_the_check_sees_an_upward_import(tmp_path):

@@ -30,18 +30,33 @@ def test_bad_schedule_entries_are_named(entry):
         PhaseSchedule.parse(["avatar:5", entry])
 
 
-@pytest.mark.parametrize("phase", sorted(PHASES))
-def test_set_phase_trains_exactly_the_groups_of_its_spec(tiny_sequence, phase):
-    """The model reads the phase table: gradients on for the spec's groups, off for every other one,
-    and the spec it keeps is the table's."""
+# what each phase trains and whether it renders collisions, as docs/design.md#phases states it
+TRAINS = {"avatar": {"fields", "body_shape"}, "pose": {"pose_mlp", "transl_orient"}, "pose_body": {"pose_mlp"},
+          "joint": {"fields", "body_shape", "pose_mlp", "transl_orient"}}
+COLLISION = {"avatar": False, "pose": False, "pose_body": True, "joint": True}
+
+
+@pytest.mark.parametrize("phase", sorted(TRAINS))
+def test_set_phase_trains_exactly_the_documented_groups(tiny_sequence, phase):
+    """Gradients on for the phase's groups (the documented ones), off for every other group."""
     from model_fixtures import tiny_model
 
     model = tiny_model(tiny_sequence)
     model.set_phase(phase)
-    assert model.phase_spec is PHASES[phase]
-    for name, parameters in model.get_param_groups().items():
+    assert model.phase == phase and model.phase_spec.collision == COLLISION[phase]
+    groups = model.get_param_groups()
+    assert set(groups) == set().union(*TRAINS.values())
+    for name, parameters in groups.items():
         assert parameters, name
-        assert {p.requires_grad for p in parameters} == {name in PHASES[phase].trainable}, (phase, name)
+        assert {p.requires_grad for p in parameters} == {name in TRAINS[phase]}, (phase, name)
+
+
+def test_the_phase_table_is_the_documented_one():
+    assert set(PHASES) == set(TRAINS)
+    for phase, spec in PHASES.items():
+        assert spec.trainable == TRAINS[phase] and spec.collision == COLLISION[phase], phase
+        assert spec.fields_train == ("fields" in TRAINS[phase])
+        assert spec.ray_mix == ("avatar" if phase == "avatar" else "pose"), phase
 
 
 def test_pose_phases_drop_the_image_terms_only_when_the_avatar_terms_fit_the_images():

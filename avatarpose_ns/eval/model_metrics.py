@@ -2,8 +2,8 @@
 
 Used by the pipeline (``ns-eval`` adds them to PSNR/SSIM) and by the viewer's
 per-frame MPJPE readout. Ground truth is what the dataparser found beside the
-data (``smpl_gt/smpl.npz``), handed to the model as ``eval_only_smpl_gt`` in the
-input's world frame and metres, like the model's own SMPL parameters; both are
+data (``smpl_gt/smpl.npz``), which the model hands out (``ground_truth_sequences``) in the
+input's world frame and metres, like its own SMPL parameters; both are
 posed with the model's body model and compared on its 24 joints
 (docs/design.md#metrics). Torch and numpy only.
 """
@@ -18,23 +18,13 @@ import torch
 
 from avatarpose_ns.eval.loading import FrameJoints, smpl_sequences_to_joints
 from avatarpose_ns.eval.metrics import PoseMetrics, evaluate_sequence
-from avatarpose_ns.io.easymocap import SmplSequence
 
 JOINT_SET = "smpl24"
 
 
-def ground_truth_sequences(metadata: Mapping) -> dict[int, SmplSequence] | None:
-    """The dataparser's ground-truth SMPL (person id -> SmplSequence), or None when the sequence has none."""
-    people = metadata.get("eval_only_smpl_gt")
-    if not people:
-        return None
-    return {int(pid): SmplSequence(betas=p["betas"], body_pose=p["body_pose"], global_orient=p["global_orient"],
-                                   transl=p["transl"], frames=p["frames"]) for pid, p in people.items()}
-
-
 def ground_truth_joints(model) -> FrameJoints | None:
     """frame number -> GT person id -> (24, 3) joints, metres; None without ground truth."""
-    people = ground_truth_sequences(model.ground_truth_metadata())
+    people = model.ground_truth_sequences()
     if people is None:
         return None
     return smpl_sequences_to_joints(people, model.body_model, JOINT_SET)
@@ -48,7 +38,7 @@ def predicted_joints(model) -> FrameJoints:
 @torch.no_grad()
 def frame_joints(model, frame_position: int, with_vertices: bool = False):
     """Everyone's current joints (L, 24, 3) at one frame position, and vertices (L, V, 3) or None; numpy."""
-    params = model.avatars.smpl.frame(int(frame_position))
+    params = model.smpl_frame(frame_position)
     body = model.body_model
     if with_vertices:
         out = body(**params)

@@ -92,9 +92,3 @@ def avatar_meshes(model, resolution: int = 192) -> dict[int, SkinnedMesh]:
             out[pid] = rest_pose_mesh(surface.vertices, surface.faces, surface.colors, canonical_vertices[person],
                                       canonical_transforms[person], scene.deformer.skinning_weights)
     return out
-
-
-def model_world_up(model) -> str:
-    """The up axis of a run's input world (the dataparser's ``world_up``; +z when the run does not say)."""
-    return str(model.kwargs.get("metadata", {}).get("world_up") or "+z")
-

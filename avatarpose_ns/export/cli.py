@@ -121,7 +121,7 @@ class ExportAnimation:
     def main(self) -> None:
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        from avatarpose_ns.export.animation import avatar_meshes, export_animation, model_world_up
+        from avatarpose_ns.export.animation import avatar_meshes, export_animation
 
         if (self.load_config is None) == (self.smpl is None):
             raise SystemExit("give one of --load-config (a run) or --smpl (an smpl.npz)")
@@ -142,7 +142,7 @@ class ExportAnimation:
             world_up, step = self.world_up or "+z", None
         else:
             model, step = _load_model(self.load_config)
-            people, body, world_up = model.smpl_sequences(), model.body_model, self.world_up or model_world_up(model)
+            people, body, world_up = model.smpl_sequences(), model.body_model, self.world_up or model.world_up
             if self.mesh == "avatar":
                 if self.resolution < 8:
                     raise SystemExit(f"--resolution {self.resolution}: need at least 8 grid points per axis")

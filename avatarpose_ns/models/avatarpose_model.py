@@ -81,7 +81,7 @@ class AvatarPoseModel(Model):
     # ------------------------------------------------------------------ setup
     def populate_modules(self) -> None:
         super().populate_modules()
-        metadata = self.kwargs.get("metadata", {})
+        metadata = self._metadata
         if "smpl_init" not in metadata:
             raise ValueError("the avatarpose model needs a dataparser that provides 'smpl_init' "
                              "(easymocap-data or hi4d-data)")
@@ -193,8 +193,29 @@ class AvatarPoseModel(Model):
                                   frames=frames)
                 for i, pid in enumerate(self.person_ids)}
 
-    def ground_truth_metadata(self) -> Mapping:
-        """The dataparser's metadata, where the ground truth (if any) travels as ``eval_only_smpl_gt``."""
+    def smpl_frame(self, frame_position: int) -> dict[str, torch.Tensor]:
+        """Everyone's current SMPL parameters at one frame position, in the input's world frame and metres,
+        ready for `body_model`: betas (L, 10), body_pose (L, 69), global_orient (L, 3), transl (L, 3)."""
+        return self.avatars.smpl.frame(int(frame_position))
+
+    def ground_truth_sequences(self) -> dict[int, SmplSequence] | None:
+        """The ground-truth SMPL the dataparser found beside the data (``eval_only_smpl_gt``: evaluation
+        only, training never reads it), person id -> SmplSequence in the input's world frame and metres;
+        None when the sequence has none."""
+        people = self._metadata.get("eval_only_smpl_gt")
+        if not people:
+            return None
+        return {int(pid): SmplSequence(betas=p["betas"], body_pose=p["body_pose"], global_orient=p["global_orient"],
+                                       transl=p["transl"], frames=p["frames"]) for pid, p in people.items()}
+
+    @property
+    def world_up(self) -> str:
+        """The up axis of the input world (the dataparser's ``world_up``; +z when the run does not say)."""
+        return str(self._metadata.get("world_up") or "+z")
+
+    @property
+    def _metadata(self) -> Mapping:
+        """What the dataparser handed the model (nerfstudio passes it as the ``metadata`` keyword)."""
         return self.kwargs.get("metadata", {})
 
     def get_rgba_image(self, outputs: dict[str, torch.Tensor], output_name: str = "rgb") -> torch.Tensor:

@@ -24,11 +24,10 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
-Background = Union[torch.Tensor, float, tuple, list, None]
+Background = torch.Tensor | float | tuple | list | None
 
 
 @dataclass

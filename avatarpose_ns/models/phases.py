@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 Phase = Literal["avatar", "pose", "pose_body", "joint"]
 
+
 @dataclass(frozen=True)
 class PhaseSpec:
     """Everything a phase switches: the one place the model and the pipeline read it from."""

@@ -16,6 +16,7 @@ every person's skeleton at the time slider's frame (``avatarpose_ns.viewer.overl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -25,7 +26,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from avatarpose_ns.eval import model_metrics
 from avatarpose_ns.models.phases import PhaseSchedule
-from avatarpose_ns.viewer.overlays import PoseOverlays
+from avatarpose_ns.viewer.overlays import OverlaySource, PoseOverlays
 
 # the released schedule's shape: avatar, then pose / avatar-refine alternations, body-only pose last
 RELEASED_SCHEDULE = ("avatar:10000", "pose:5000", "avatar:2500", "pose:5000", "avatar:2500", "pose_body:5000")
@@ -65,8 +66,7 @@ class AlternatingPipeline(VanillaPipeline):
         self._phase_index = -1
         self._gt_joints: tuple | None = None
         if config.viewer_overlays:  # picked up by nerfstudio's viewer; inert without one
-            self.overlays = PoseOverlays(lambda: self, self.model.person_ids, self.has_ground_truth,
-                                         start_camera=config.viewer_start_camera)
+            self.overlays = PoseOverlays(self.overlay_source(), start_camera=config.viewer_start_camera)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes
                                ) -> list[TrainingCallback]:
@@ -84,7 +84,7 @@ class AlternatingPipeline(VanillaPipeline):
     # ------------------------------------------------------------------ poses and their metrics
     @property
     def has_ground_truth(self) -> bool:
-        return model_metrics.ground_truth_sequences(self.model.ground_truth_metadata()) is not None
+        return self.model.ground_truth_sequences() is not None
 
     def ground_truth_joints(self):
         """frame number -> GT person id -> (24, 3) joints (metres, input world), posed once; None without GT."""
@@ -92,9 +92,17 @@ class AlternatingPipeline(VanillaPipeline):
             self._gt_joints = (model_metrics.ground_truth_joints(self.model),)
         return self._gt_joints[0]
 
-    def frame_joints(self, frame_position: int, with_vertices: bool = False):
-        """Current joints (L, 24, 3) and optionally vertices (L, V, 3) at a frame position, numpy, world."""
-        return model_metrics.frame_joints(self.model, frame_position, with_vertices)
+    def overlay_source(self) -> OverlaySource:
+        """What the viewer overlays draw: the model's people, frames, scene frame and body triangles, its
+        current poses and the ground truth (posed once, shared with the pose metrics)."""
+        model = self.model
+        train_dataset = getattr(self.datamanager, "train_dataset", None)
+        return OverlaySource(
+            person_ids=list(model.person_ids), frame_numbers=list(model.frame_numbers),
+            scene_transform=model.scene_transform, faces=model.body_model.faces_np,
+            frame_joints=partial(model_metrics.frame_joints, model),
+            ground_truth_joints=self.ground_truth_joints if self.has_ground_truth else None,
+            train_cameras=getattr(train_dataset, "cameras", None))
 
     def get_pose_metrics(self) -> dict[str, float]:
         """Pose metrics of the current SMPL state against the ground truth ({} without ground truth):

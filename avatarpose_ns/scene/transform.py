@@ -19,7 +19,7 @@ bodies in the input world and maps the posed points with ``to_scene``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from avatarpose_ns.io.easymocap import SmplSequence
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 UP_AXES = ("+z", "-z", "+y", "-y", "+x", "-x")
 

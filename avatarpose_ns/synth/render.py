@@ -16,7 +16,7 @@ import numpy as np
 import trimesh
 import trimesh.triangles
 
-from ..io.cameras import CameraCalib, pixel_rays
+from avatarpose_ns.io.cameras import CameraCalib, pixel_rays
 
 try:  # embree backend (package embreex)
     from trimesh.ray.ray_pyembree import RayMeshIntersector as _Intersector

@@ -12,7 +12,8 @@ pipeline and scans the pipeline's attributes, recursing into ``nn.Module``s, for
   ``on_update`` callbacks).
 
 ``PoseOverlays`` is such an ``nn.Module`` (without parameters, so checkpoints do not
-change) holding one checkbox per person, a mesh checkbox, a ground-truth checkbox and
+change) drawing from an ``OverlaySource`` (the run's people, frames and scene frame, and
+functions that pose the current state and the ground truth), holding one checkbox per person, a mesh checkbox, a ground-truth checkbox and
 an MPJPE readout (with ground truth), and a control that draws into the viser scene.
 Without a viewer (``--vis tensorboard``, tests, ns-eval) ``_setup`` is never called and
 every refresh returns at once. Scene units: nerfstudio's scene frame times
@@ -23,13 +24,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerText
 from torch import nn
 
 from avatarpose_ns.body.skeleton import SMPL_PARENTS
+from avatarpose_ns.eval.loading import FrameJoints
 from avatarpose_ns.scene.transform import SceneTransform
 from avatarpose_ns.scene.timeline import time_to_frame_position
 from avatarpose_ns.models.palette import GROUND_TRUTH_COLOUR, person_colour
@@ -79,6 +83,30 @@ class ReadoutText(ViewerText):
         self._create_gui_handle(viser_server)
 
 
+@dataclass(frozen=True)
+class OverlaySource:
+    """What the overlays draw from, and nothing more (the pipeline and model stay out of the module tree).
+
+    person_ids, frame_numbers: the run's people and frames, in the model's order; scene_transform: the
+    input world to nerfstudio's scene frame; faces (F, 3): the body model's triangles; frame_joints
+    (frame position, with_vertices) -> joints (L, 24, 3) and vertices (L, V, 3) or None, the current poses
+    in world metres; ground_truth_joints: frame number -> GT person id -> (24, 3) joints, called once when
+    first drawn (None: the sequence has no ground truth); train_cameras: where new viewer clients may
+    start (`start_camera` indexes them)."""
+
+    person_ids: Sequence[int]
+    frame_numbers: Sequence[int]
+    scene_transform: SceneTransform
+    faces: np.ndarray
+    frame_joints: Callable[[int, bool], tuple[np.ndarray, np.ndarray | None]]
+    ground_truth_joints: Callable[[], FrameJoints | None] | None = None
+    train_cameras: Cameras | None = None
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.ground_truth_joints is not None
+
+
 class _OverlayControl(ViewerControl):
     """Receives the Viewer from nerfstudio and hands it to the overlays."""
 
@@ -91,16 +119,14 @@ class _OverlayControl(ViewerControl):
 
 
 class PoseOverlays(nn.Module):
-    """Skeleton / mesh overlays and their GUI. `pipeline_fn` returns the pipeline (kept as a function so
-    that the model is not registered twice in the module tree); `start_camera` is the training image whose
-    view new viewer clients start from (None: viser's default view)."""
+    """Skeleton / mesh overlays of `source` and their GUI; `start_camera` is the training image whose view
+    new viewer clients start from (None: viser's default view)."""
 
-    def __init__(self, pipeline_fn: Callable, person_ids: Sequence[int], has_ground_truth: bool,
-                 start_camera: int | None = 0) -> None:
+    def __init__(self, source: OverlaySource, start_camera: int | None = 0) -> None:
         super().__init__()
-        self._pipeline_fn = pipeline_fn
-        self._person_ids = [int(p) for p in person_ids]
-        self._start_camera = start_camera
+        self._source = source
+        self._person_ids = [int(p) for p in source.person_ids]
+        self._start_camera = start_camera if source.train_cameras is not None else None
         self._viewer = None
         self._server = None
         self._lock = threading.Lock()
@@ -115,7 +141,7 @@ class PoseOverlays(nn.Module):
                      f"in the instance map"))
         self.show_mesh = ViewerCheckbox("SMPL meshes", False, cb_hook=lambda _: self.refresh(),
                                         hint="also draw the checked persons' posed SMPL meshes")
-        if has_ground_truth:
+        if source.has_ground_truth:
             self.show_ground_truth = ViewerCheckbox("Ground-truth skeletons", False, cb_hook=lambda _: self.refresh(),
                                                     hint="the ground-truth skeletons, in grey")
             self.zz_mpjpe = ReadoutText("MPJPE", "-", hint="this frame's MPJPE to the ground truth (matched pairs)")
@@ -142,7 +168,7 @@ class PoseOverlays(nn.Module):
         """Put a new client's camera at a training camera, looking along its axis; a little in front of
         it, since the viewer draws that camera's frustum and image right there."""
         try:
-            cameras = self._pipeline_fn().datamanager.train_dataset.cameras
+            cameras = self._source.train_cameras
             camera = cameras[int(self._start_camera) % len(cameras)]
             c2w = camera.camera_to_worlds.reshape(3, 4).cpu().double().numpy()
             forward, up = -c2w[:, 2], c2w[:, 1]  # OpenGL: the camera looks along -z, y is up
@@ -162,16 +188,15 @@ class PoseOverlays(nn.Module):
     # ------------------------------------------------------------------ drawing
     def frame_position(self) -> int:
         """The frame the time slider selects (0 without a viewer or slider)."""
-        model = self._pipeline_fn().model
         try:
             time = float(self._viewer.control_panel.time)
         except AttributeError:
             time = 0.0
-        return int(time_to_frame_position(time, model.num_frames))
+        return int(time_to_frame_position(time, len(self._source.frame_numbers)))
 
     def _ground_truth(self):
         if self._gt_joints is None:
-            self._gt_joints = self._pipeline_fn().ground_truth_joints() or {}
+            self._gt_joints = self._source.ground_truth_joints() or {}
         return self._gt_joints
 
     def refresh(self) -> None:
@@ -203,14 +228,13 @@ class PoseOverlays(nn.Module):
                                                             colors=colour, point_size=size, point_shape="circle"))
 
     def _draw(self) -> None:
-        pipeline = self._pipeline_fn()
-        model = pipeline.model
-        transform = model.scene_transform
+        source = self._source
+        transform = source.scene_transform
         position = self.frame_position()
-        frame_number = model.frame_numbers[position]
+        frame_number = source.frame_numbers[position]
         with_mesh = bool(self.show_mesh.value)
-        joints, vertices = pipeline.frame_joints(position, with_vertices=with_mesh)
-        faces = model.body_model.faces_np if with_mesh else None
+        joints, vertices = source.frame_joints(position, with_mesh)
+        faces = source.faces if with_mesh else None
         with self._server.atomic():
             for index, pid in enumerate(self._person_ids):
                 prefix = f"{ROOT}/person_{pid}"
