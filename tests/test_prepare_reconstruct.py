@@ -13,7 +13,7 @@ import numpy as np
 
 from avatarpose_ns.io.cameras import project_points, ring_rig
 from avatarpose_ns.prepare.association import associate_views, track
-from avatarpose_ns.prepare.reconstruct import ReconstructConfig, reconstruct_sequence
+from avatarpose_ns.prepare.reconstruct import ReconstructConfig, drop_far_keypoints, reconstruct_sequence
 from avatarpose_ns.prepare.skeletons import COCO, to_smpl
 from avatarpose_ns.prepare.triangulation import _dlt, triangulate
 from avatarpose_ns.prepare.volume import in_capture, views_seeing
@@ -140,3 +140,12 @@ def test_coco_to_smpl_means_and_confidence():
     np.testing.assert_allclose(smpl[0, :2], kp[[11, 12], :2].mean(0))
     assert smpl[0, 2] == 0.8 * 0.5 and smpl[15, 2] == 0.0 and smpl[3, 2] == 0.0
     np.testing.assert_allclose(smpl[18], kp[7])
+
+
+def test_far_keypoints_are_dropped():
+    points = TEMPLATE.copy()
+    points[4] += [0.0, 2.5, 0.0]  # a two-view keypoint slid along a ray
+    conf, inliers = np.full(17, 0.9), np.ones((4, 17), bool)
+    drop_far_keypoints(points, conf, inliers, 1.2)
+    assert np.isnan(points[4]).all() and conf[4] == 0 and not inliers[:, 4].any()
+    assert np.isfinite(np.delete(points, 4, axis=0)).all()

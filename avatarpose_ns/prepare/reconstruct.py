@@ -32,6 +32,7 @@ class ReconstructConfig:
     max_gap: int = 5  # frames a track may miss and still continue
     volume: tuple[float, float, float, float, float, float] | None = None  # xmin xmax ymin ymax zmin zmax
     min_views: int | None = None  # views whose image the person's centre must be in (None: all but one, >= 2)
+    max_body_radius_m: float = 1.2  # a keypoint farther from the person's median point is a wrong triangulation
 
 
 @dataclass
@@ -54,6 +55,16 @@ def _diagonal(cams: Sequence[CameraCalib]) -> float:
     return float(np.mean([np.hypot(c.width, c.height) for c in cams]))
 
 
+def drop_far_keypoints(points: np.ndarray, confidence: np.ndarray, inliers: np.ndarray, radius_m: float) -> None:
+    """In place: keypoints farther than ``radius_m`` from the median keypoint become missing. Seen by
+    two views only, a wrong keypoint cannot be outvoted and can land metres away along a ray."""
+    finite = np.isfinite(points).all(-1)
+    if not finite.any():
+        return
+    far = finite & (np.linalg.norm(points - np.median(points[finite], axis=0), axis=-1) > radius_m)
+    points[far], confidence[far], inliers[:, far] = np.nan, 0.0, False
+
+
 def reconstruct_frame(detections: Sequence[np.ndarray], cams: Sequence[CameraCalib],
                       config: ReconstructConfig) -> tuple[list[FramePerson], list[str]]:
     """The people of one frame; detections: per camera (n_c, K, 3)."""
@@ -69,6 +80,7 @@ def reconstruct_frame(detections: Sequence[np.ndarray], cams: Sequence[CameraCal
         for c, d in group.items():
             stacked[c] = detections[c][d]
         tri = triangulate(stacked, cams, config.reprojection_threshold * diagonal, config.min_confidence)
+        drop_far_keypoints(tri.points, tri.confidence, tri.inliers, config.max_body_radius_m)
         if np.isfinite(tri.points).all(-1).sum() < config.min_keypoints:
             dropped.append(f"fewer than {config.min_keypoints} keypoints triangulated")
             continue
