@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("body", "io"),
     ("scene",),
     ("fitting", "eval", "synth"),
-    ("models", "dataparsers"),
+    ("models", "dataparsers", "prepare"),
     ("datamanagers", "viewer"),
     ("pipelines", "engine", "export", "method_configs"),
 )
