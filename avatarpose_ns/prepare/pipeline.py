@@ -7,9 +7,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import numpy as np
+import tyro
 from rich.console import Console
 from rich.progress import Progress
 
@@ -31,18 +33,33 @@ LOG = logging.getLogger("avatarpose_ns.prepare")
 
 @dataclass
 class PrepareConfig:
+    """Extract frames, detect and triangulate people, fit SMPL and write masks and annots, in the
+    EasyMocap / AvatarPose layout that `ns-train ... easymocap-data --data <output-dir>` reads."""
+
     videos: list[Path]
+    """a folder of videos, or video files; each named after its camera (cam01.mp4 for camera cam01)"""
     calibration: Path
+    """intri.yml/extri.yml (or their folder), a Pose2Sim .toml or a Qualisys .qca.txt"""
     output_dir: Path
+    """the sequence folder to write"""
     frames: str = ":"
+    """start:stop:step of the video frames, as a Python slice (e.g. 0:100:10)"""
     num_people: int | None = None
+    """keep the people seen in most frames (default: everyone tracked inside the capture)"""
     allow_length_mismatch: bool = False
-    detections: Path | None = None  # precomputed detections (<cam>/<frame>.npz); default: run mediapipe
+    """videos of different lengths: trim them to the shortest (with a warning) instead of an error"""
+    detections: Path | None = None
+    """precomputed detections <cam>/<frame:06d>.npz (keypoints, masks); default: run mediapipe"""
     skeleton: str = "blazepose"
+    """keypoint layout of the detections: blazepose (33, mediapipe) or coco (17)"""
     max_people_per_view: int = 4
+    """people searched for in each image, one after another"""
     refine_2d: bool = True
+    """refine the SMPL fit to the 2D keypoints of every view"""
     body_model_path: Path | None = None
-    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+    """an SMPL model file (default: the built-in body)"""
+    reconstruct: Annotated[ReconstructConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=ReconstructConfig)
+    """association, triangulation, tracking and the capture volume"""
 
 
 def _interpolate(joints: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
