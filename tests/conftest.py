@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from avatarpose_ns.body.body_model import BodyModel
+from synth_fixtures import TINY_SYNTH_ARGS
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +15,6 @@ def body_model() -> BodyModel:
     return BodyModel()
 
 
-TINY_SYNTH_ARGS = dict(seed=3, num_people=2, num_cameras=3, num_frames=3, resolution="128x128")
 
 
 @pytest.fixture(scope="session")

@@ -105,7 +105,7 @@ def test_generated_sequence_keeps_images_and_exact_masks(tiny_sequence, tmp_path
     import cv2
 
     from avatarpose_ns.synth.cli import SynthArgs, main
-    from conftest import TINY_SYNTH_ARGS
+    from synth_fixtures import TINY_SYNTH_ARGS
 
     noisy = tmp_path / "noisy"
     main(SynthArgs(output=noisy, quiet=True, mask_errors="realistic", **TINY_SYNTH_ARGS))

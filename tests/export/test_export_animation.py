@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 from avatarpose_ns.body.skeleton import SMPL_JOINT_NAMES
 from avatarpose_ns.io.easymocap import SmplSequence, write_smpl_npz
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VALIDATOR = REPO / "scripts" / "gltf_validator"
 FPS = 25.0
 FRAMES = np.array([10, 12, 14, 16, 18])  # every second frame: times step 2 / 25 s

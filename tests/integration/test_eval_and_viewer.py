@@ -48,6 +48,7 @@ def _ns_eval(trainer, tmp_path: Path) -> dict:
     return json.loads(output.read_text())["results"]
 
 
+@pytest.mark.slow
 def test_ns_eval_reports_pose_metrics_with_ground_truth(runs, tmp_path):
     results = _ns_eval(runs["gt"], tmp_path)
     assert {"psnr", "ssim", "psnr_std"} <= set(results)
@@ -58,12 +59,14 @@ def test_ns_eval_reports_pose_metrics_with_ground_truth(runs, tmp_path):
     assert "lpips" not in results or math.isfinite(results["lpips"])  # only with locally present weights
 
 
+@pytest.mark.slow
 def test_pose_metrics_absent_without_ground_truth(runs, tmp_path):
     results = _ns_eval(runs["nogt"], tmp_path)
     assert "psnr" in results
     assert not set(POSE_KEYS) & set(results)
 
 
+@pytest.mark.slow
 def test_pose_metrics_match_the_export_and_eval_path(runs, body_model):
     """The pipeline's numbers equal avatarpose-eval's on the exported poses and the GT file."""
     from avatarpose_ns.eval.loading import smpl_sequences_to_joints
@@ -119,6 +122,7 @@ def _fake_viewer():
     return SimpleNamespace(viser_server=server, control_panel=panel), slider_callbacks
 
 
+@pytest.mark.slow
 def test_overlays_draw_skeletons_for_the_slider_frame(runs):
     from avatarpose_ns.eval.model_metrics import frame_joints
     from avatarpose_ns.models.palette import person_colour
@@ -169,6 +173,7 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
         overlays._server = overlays._viewer = None
 
 
+@pytest.mark.slow
 def test_overlays_without_ground_truth_have_no_readout(runs):
     pipeline = runs["nogt"].pipeline
     overlays = pipeline.overlays
@@ -223,6 +228,7 @@ def test_overlays_draw_what_their_source_gives():
     assert overlays.zz_mpjpe.value == "0.0 mm, frame 11"
 
 
+@pytest.mark.slow
 def test_instance_map_uses_the_overlay_palette(runs):
     from avatarpose_ns.models.palette import person_colour
 
@@ -251,6 +257,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_nerfstudio_viewer_installs_the_overlays(runs, tmp_path):
     """The real nerfstudio Viewer (viser server, no browser) finds the GUI elements and the control."""
     from nerfstudio.configs.base_config import ViewerConfig

@@ -54,6 +54,7 @@ def _assert_same(people: dict, reference: dict, atol: float = 1e-5) -> None:
             np.testing.assert_allclose(getattr(got, name), getattr(seq, name), atol=atol, err_msg=f"{pid} {name}")
 
 
+@pytest.mark.slow
 def test_poses_round_trip_through_every_format(run, tmp_path, body_model):
     from avatarpose_ns.dataparsers.smpl_init import read_easymocap_smpl
     from avatarpose_ns.eval.loading import read_pose_source, smpl_sequences_to_joints
@@ -79,6 +80,7 @@ def test_poses_round_trip_through_every_format(run, tmp_path, body_model):
             np.testing.assert_allclose(keypoints[:, :3], joints[frame][pid], atol=2e-6)
 
 
+@pytest.mark.slow
 def test_without_pose_steps_the_exported_joints_are_the_initialisation(run, tmp_path, body_model):
     from avatarpose_ns.eval.loading import smpl_sequences_to_joints
     from avatarpose_ns.export.cli import ExportPoses
@@ -114,6 +116,7 @@ def test_easymocap_records_invert_the_init_reader(tmp_path, body_model):
 # ----------------------------------------------------------------------------- meshes
 
 
+@pytest.mark.slow
 def test_meshes_per_frame_and_person_near_the_people(run, tmp_path, body_model):
     from avatarpose_ns.dataparsers.smpl_init import posed_joints
     from avatarpose_ns.export.cli import ExportMeshes
@@ -138,6 +141,7 @@ def test_meshes_per_frame_and_person_near_the_people(run, tmp_path, body_model):
             assert avatar.visual.vertex_colors.shape == (len(avatar.vertices), 4)
 
 
+@pytest.mark.slow
 def test_meshes_obj_for_chosen_frames_without_avatars(run, tmp_path):
     from avatarpose_ns.export.cli import ExportMeshes
 
@@ -155,6 +159,7 @@ def test_meshes_obj_for_chosen_frames_without_avatars(run, tmp_path):
 # ----------------------------------------------------------------------------- animation
 
 
+@pytest.mark.slow
 def test_animation_from_a_run_follows_its_poses_and_avatar_meshes(run, tmp_path, body_model):
     """--load-config: the GLBs' joints are the run's posed SMPL joints; with --mesh avatar the skinned avatar
     is the per-frame avatar mesh of `meshes` (the same surface, posed by the same weights, 4 kept)."""
@@ -216,6 +221,7 @@ def test_isosurface_is_closed_at_the_grid_border_and_largest_component_drops_blo
 # ----------------------------------------------------------------------------- nerfstudio's ns-export
 
 
+@pytest.mark.slow
 def test_ns_export_cameras_works(run, tmp_path):
     from nerfstudio.scripts.exporter import ExportCameraPoses
 
@@ -226,6 +232,7 @@ def test_ns_export_cameras_works(run, tmp_path):
     assert np.shape(frames[0]["transform"]) == (3, 4)
 
 
+@pytest.mark.slow
 def test_ns_export_point_cloud_says_why_not(run, tmp_path):
     """pointcloud / poisson with --normal-method open3d and tsdf all stop at get_rgba_image."""
     from nerfstudio.scripts.exporter import ExportPointCloud

@@ -12,7 +12,7 @@ from avatarpose_ns.io.cameras import project_points, read_cameras
 from avatarpose_ns.io.easymocap import read_annots, read_keypoints3d_folder, read_smpl_npz
 from avatarpose_ns.synth.cli import SynthArgs, main, resolve_config
 
-from conftest import TINY_SYNTH_ARGS
+from synth_fixtures import TINY_SYNTH_ARGS
 
 
 def _mask(path):

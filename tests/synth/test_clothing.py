@@ -119,7 +119,7 @@ def test_clothing_changes_images_and_masks_not_the_ground_truth(tiny_sequence, t
     import cv2
 
     from avatarpose_ns.synth.cli import SynthArgs, main
-    from conftest import TINY_SYNTH_ARGS
+    from synth_fixtures import TINY_SYNTH_ARGS
 
     clothed = tmp_path / "clothed"
     main(SynthArgs(output=clothed, quiet=True, clothing="loose", **TINY_SYNTH_ARGS))

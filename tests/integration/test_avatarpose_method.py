@@ -61,6 +61,7 @@ def test_methods_are_registered():
     assert methods["avatarpose-lite"].machine.device_type == "cpu"
 
 
+@pytest.mark.slow
 def test_phases_train_their_groups_and_leave_the_others_bit_identical(trained_run):
     _, trainer, snap = trained_run
     assert {"avatar", "pose", "pose_body"} <= set(snap)
@@ -81,6 +82,7 @@ def test_phases_train_their_groups_and_leave_the_others_bit_identical(trained_ru
             assert torch.equal(now[name], value), name
 
 
+@pytest.mark.slow
 def test_learning_rate_restarts_with_each_phase(trained_run):
     _, trainer, _ = trained_run
     pipeline = trainer.pipeline
@@ -93,6 +95,7 @@ def test_learning_rate_restarts_with_each_phase(trained_run):
     assert rates[1] == pytest.approx(0.1 * initial) and rates[3] == pytest.approx(0.1 * initial)  # phase ends
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_through_eval_setup(trained_run):
     from nerfstudio.utils.eval_utils import eval_setup
 

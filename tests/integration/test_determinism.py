@@ -36,6 +36,7 @@ def data(tmp_path_factory, body_model) -> Path:
     return root / "seq"
 
 
+@pytest.mark.slow
 def test_same_seed_and_threads_give_identical_poses(data, tmp_path):
     threads = torch.get_num_threads()
     first = exported_poses(data, tmp_path / "a", seed=7)

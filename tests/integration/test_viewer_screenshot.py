@@ -13,7 +13,7 @@ import pytest
 
 from dataparser_fixtures import write_easymocap_sequence
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "viewer_screenshot.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "viewer_screenshot.py"
 
 
 def _load_script():
@@ -28,6 +28,7 @@ screenshot = _load_script()
 
 @pytest.mark.skipif(screenshot.find_chromium() is None,
                     reason="needs Chromium (apt-get install -y chromium chromium-driver)")
+@pytest.mark.slow
 def test_viewer_screenshot_shows_the_render_and_the_skeletons(tmp_path, body_model):
     from PIL import Image
 

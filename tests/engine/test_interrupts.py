@@ -48,6 +48,7 @@ def cut_off_save(real_save):
     return save
 
 
+@pytest.mark.slow
 def test_write_cut_off_half_way_leaves_the_previous_checkpoint(sequence, tmp_path, monkeypatch):
     trainer = tiny_run_trainer(sequence, tmp_path / "outputs", steps_per_save=1)
     trainer.train()
@@ -85,6 +86,7 @@ def test_atomic_write_replaces_only_when_complete(tmp_path):
     assert latest_checkpoint_step(tmp_path) == 4
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_last_completed_step_and_resumes(sequence, tmp_path):
     schedule = ("avatar:1", "pose:3")
     trainer = tiny_run_trainer(sequence, tmp_path / "outputs", schedule, steps_per_save=1000)  # no periodic save
