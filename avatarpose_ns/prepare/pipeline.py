@@ -25,7 +25,7 @@ from avatarpose_ns.prepare.detections import read_detections, read_masks, run_de
 from avatarpose_ns.prepare.frames import FrameRange, VideoError, check_lengths, extract_frames, find_videos, match_videos, probe_video
 from avatarpose_ns.prepare.masks import person_masks, write_masks
 from avatarpose_ns.prepare.preview import draw_view, print_summary, write_preview
-from avatarpose_ns.prepare.reconstruct import ReconstructConfig, reconstruct_sequence
+from avatarpose_ns.prepare.reconstruct import Reconstruction, ReconstructConfig, reconstruct_sequence
 from avatarpose_ns.prepare.skeletons import SKELETONS, to_smpl
 
 LOG = logging.getLogger("avatarpose_ns.prepare")
@@ -58,6 +58,9 @@ class PrepareConfig:
     """refine the SMPL fit to the 2D keypoints of every view"""
     body_model_path: Path | None = None
     """an SMPL model file (default: the built-in body)"""
+    min_frames_with_people: float = 0.5
+    """fraction of the frames in which someone must be triangulated; fewer is an error (the detector or
+    the calibration is off, or the frames miss the people)"""
     reconstruct: Annotated[ReconstructConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=ReconstructConfig)
     """association, triangulation, tracking and the capture volume"""
 
@@ -72,6 +75,27 @@ def _interpolate(joints: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.n
             for k in range(3):
                 filled[:, j, k] = np.interp(positions, positions[seen], joints[seen, j, k])
     return np.nan_to_num(filled), conf
+
+
+def check_people_found(result: Reconstruction, frames: list[int], cam_names: list[str], det_root: Path,
+                       min_fraction: float, num_people: int | None) -> None:
+    """An error when nobody is triangulated in most frames (too little to fit anyone to); a warning when
+    tracks beyond ``--num-people`` are left out, or fewer people than that are found."""
+    empty = [f for f in frames if not any(f in track for track in result.people.values())]
+    if len(empty) > (1 - min_fraction) * len(frames) or not result.people:
+        detected = {f: dict(zip(cam_names, n)) for f, n in zip(frames, result.detections_per_frame)}
+        shown = dict(list(detected.items())[:4])
+        raise ValueError(f"{det_root}: nobody was triangulated in {len(empty)} of {len(frames)} frames (at most "
+                         f"{1 - min_fraction:.0%} may have nobody; --min-frames-with-people); people detected per "
+                         f"view in the first frames: {shown}. A person needs matching detections in two views or "
+                         "more, inside the capture volume: check the calibration (preview/), the videos' "
+                         "camera names and --frames")
+    beyond = [d for d in result.dropped if "beyond --num-people" in d]
+    if beyond:
+        LOG.warning("%d more people than --num-people %d were tracked and left out: %s", len(beyond), num_people,
+                    "; ".join(beyond))
+    if num_people is not None and len(result.people) < num_people:
+        LOG.warning("--num-people %d, but only %d people were tracked", num_people, len(result.people))
 
 
 def prepare(config: PrepareConfig, console: Console | None = None) -> dict:
@@ -115,9 +139,7 @@ def prepare(config: PrepareConfig, console: Console | None = None) -> dict:
 
     t0 = time.perf_counter()
     result = reconstruct_sequence(raw, cams, frames, config.reconstruct, config.num_people)
-    if not result.people:
-        raise ValueError(f"{det_root}: nobody was triangulated in any frame (detections per frame and view: "
-                         f"{result.detections_per_frame[:5]})")
+    check_people_found(result, frames, names, det_root, config.min_frames_with_people, config.num_people)
     pids = sorted(result.people)
     keypoints3d = {f: {} for f in frames}
     annots = {pid: np.zeros((len(names), len(frames), 24, 3)) for pid in pids}

@@ -86,3 +86,30 @@ def test_a_camera_without_video_is_named(capture):
     with pytest.raises(VideoError, match="camera '02' has no video"):
         prepare(PrepareConfig(videos=[root / "videos"], calibration=root / "calib", output_dir=root / "seq",
                               detections=root / "det", skeleton="coco"))
+
+
+def test_nobody_in_most_frames_is_an_error(capture):
+    root, cams = capture
+    for f in FRAMES[1:]:
+        for cam in cams:
+            np.savez_compressed(root / "det" / cam.name / f"{f:06d}.npz", keypoints=np.zeros((0, 17, 3)),
+                                masks=np.zeros((0, H, W), np.uint8))
+    config = PrepareConfig(videos=[root / "videos"], calibration=root / "calib", output_dir=root / "seq",
+                           frames="0:5:2", detections=root / "det", skeleton="coco", refine_2d=False)
+    with pytest.raises(ValueError, match=r"det: nobody was triangulated in 2 of 3 frames"):
+        prepare(config)
+    config.min_frames_with_people = 0.3  # one frame of three is enough then
+    assert prepare(config)["people_per_frame"] == {0: 2, 2: 0, 4: 0}
+
+
+def test_more_people_than_num_people_is_a_warning(capture, caplog):
+    root, _ = capture
+    summary = prepare(PrepareConfig(videos=[root / "videos"], calibration=root / "calib", output_dir=root / "seq",
+                                    frames="0:5:2", detections=root / "det", skeleton="coco", refine_2d=False,
+                                    num_people=1))
+    assert summary["person_ids"] == [0] and summary["people_per_frame"] == {0: 1, 2: 1, 4: 1}
+    assert "1 more people than --num-people 1 were tracked and left out" in caplog.text
+    caplog.clear()
+    prepare(PrepareConfig(videos=[root / "videos"], calibration=root / "calib", output_dir=root / "seq3",
+                          frames="0:5:2", detections=root / "det", skeleton="coco", refine_2d=False, num_people=3))
+    assert "--num-people 3, but only 2 people were tracked" in caplog.text
