@@ -90,7 +90,7 @@ def ensure_sequence(name: str, data_root: Path) -> Path:
     path = data_root / name
     if not (path / "meta.json").is_file():
         print(f"[{name}] generating {path}", flush=True)
-        run([str(BIN / "avatarpose-synth"), *SEQUENCES[name], "--output", str(path)], path.parent / f"{name}.synth.log")
+        run([str(BIN / "avatarpose-synth"), *SEQUENCES[name], "--output-dir", str(path)], path.parent / f"{name}.synth.log")
     return path
 
 

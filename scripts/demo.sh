@@ -9,7 +9,7 @@ bash scripts/setup.sh
 DATA=${DATA:-data/demo}
 RUN=${RUN:-outputs/demo-run}
 if [ ! -f "$DATA/meta.json" ]; then
-    .venv/bin/avatarpose-synth --preset demo --output "$DATA"
+    .venv/bin/avatarpose-synth --preset demo --output-dir "$DATA"
 fi
 echo "preview of the demo sequence: $DATA/preview.png"
 .venv/bin/ns-train avatarpose-lite --data "$DATA" --output-dir "$RUN" --timestamp latest \

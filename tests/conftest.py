@@ -23,5 +23,5 @@ def tiny_sequence(tmp_path_factory) -> Path:
     from avatarpose_ns.synth.cli import SynthArgs, main
 
     output = tmp_path_factory.mktemp("synth") / "tiny"
-    main(SynthArgs(output=output, quiet=True, **TINY_SYNTH_ARGS))
+    main(SynthArgs(output_dir=output, quiet=True, **TINY_SYNTH_ARGS))
     return output

@@ -22,6 +22,7 @@ import torch
 import smplx
 from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, lbs
 
+from avatarpose_ns.commands import InputError
 from avatarpose_ns.body.skeleton import NUM_BETAS, NUM_JOINTS
 
 # file names a user's SMPL folder may hold, first match wins
@@ -34,7 +35,7 @@ SMPL_FILE_NAMES = (
 _REQUIRED_FIELDS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 
 
-class BodyModelError(ValueError):
+class BodyModelError(InputError):
     """The body model file is missing or is not an SMPL model."""
 
 

@@ -170,21 +170,34 @@ class MultiViewDataParser(DataParser):
             self._body = load_body_model(None if path is None else str(path))
         return self._body
 
-    def prepare(self) -> Prepared:
-        """Read, undistort and place the sequence (once per dataparser)."""
-        if self._prepared is not None:
-            return self._prepared
+    def cache_folder(self) -> Path:
+        """Where this sequence's undistorted views and fits are cached."""
+        config = self.config
+        return Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir(Path(config.data))
+
+    def fitted_sequence(self) -> RawSequence:
+        """The sequence read and checked, its initialisation refined to the masks when silhouette_fit is on
+        (cached): the part of `prepare` that ``avatarpose-fit`` runs on its own."""
         config = self.config
         root = Path(config.data)
         if not root.is_dir():
             raise SequenceError(f"{root}: sequence folder not found")
-        cache_dir = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir(root)
+        cache_dir = self.cache_folder()
         seq = self.read_sequence(self.body_model(), cache_dir)
         check_people_in_view(seq, {pid: posed_joints(self.body_model(), s) for pid, s in seq.init.items()})
         if config.silhouette_fit:
             seq.init = refine_init_with_silhouettes(seq, self.split_cameras(seq, "train"), self.body_model(),
                                                     config.silhouette, cache_dir)
             seq.init_source = f"{seq.init_source}, refined to the masks"
+        return seq
+
+    def prepare(self) -> Prepared:
+        """Read, undistort and place the sequence (once per dataparser)."""
+        if self._prepared is not None:
+            return self._prepared
+        config = self.config
+        cache_dir = self.cache_folder()
+        seq = self.fitted_sequence()
         files, geoms = build_cache(seq, cache_dir, config.downscale_factor, config.num_workers)
         joints = np.concatenate([posed_joints(self.body_model(), s).reshape(-1, 3) for s in seq.init.values()])
         transform = fit_scene_transform(joints, up_rotation(seq.world_up), config.scene_box_half,

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from avatarpose_ns.commands import InputError
+
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-class MaskReadError(ValueError):
+class MaskReadError(InputError):
     """A mask file exists but cannot be read as an image."""
 
 

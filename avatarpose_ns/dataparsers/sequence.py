@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from avatarpose_ns.commands import InputError
 from avatarpose_ns.dataparsers.cameras_convert import scale_intrinsics
 from avatarpose_ns.dataparsers.masks import frame_file, person_folders, union_mask_file
 from avatarpose_ns.io.cameras import CameraCalib
@@ -27,7 +28,7 @@ LOG = logging.getLogger("avatarpose_ns.dataparsers")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class SequenceError(ValueError):
+class SequenceError(InputError):
     """The input folder cannot be used as it is; the message names the file and the problem."""
 
 

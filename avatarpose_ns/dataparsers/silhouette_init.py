@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from avatarpose_ns.body.body_model import BodyModel
+from avatarpose_ns.dataparsers.fit_stage import FitStage, announce_cached
 from avatarpose_ns.dataparsers.masks import MaskReadError, read_mask
 from avatarpose_ns.dataparsers.sequence import LOG, RawSequence, SequenceError, person_masks_off_message
 from avatarpose_ns.fitting import source_digest
@@ -119,12 +120,14 @@ def refine_init_with_silhouettes(seq: RawSequence, cameras: Sequence[str], body:
     if cached is not None and cached.is_file():
         people = read_smpl_npz(cached)
         if sorted(people) == sorted(seq.init):
+            announce_cached(cached)
             return people
     LOG.info("refining the initial SMPL of %d people against the %s masks of %d cameras x %d frames",
              len(seq.init), "union and per-person" if people_masks is not None else "union", len(cameras),
              len(seq.frames))
-    people = fit_shape_to_silhouettes(body, [seq.cameras[c] for c in cameras], masks, seq.init, config,
-                                      progress=True, person_masks=people_masks, keypoints2d=keypoints)
+    with FitStage(len(seq.init), len(seq.frames), len(cameras), config, cached):
+        people = fit_shape_to_silhouettes(body, [seq.cameras[c] for c in cameras], masks, seq.init, config,
+                                          progress=True, person_masks=people_masks, keypoints2d=keypoints)
     if cached is not None:
         write_smpl_npz(cached, people)
     return people

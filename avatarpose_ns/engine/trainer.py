@@ -8,13 +8,19 @@ Ctrl-C ends ``ns-train`` with a stack trace and keeps only the last periodic che
 Here every checkpoint is written to a temporary file and renamed into place (``os.replace``, atomic
 on one filesystem), so the folder only ever holds complete checkpoints; and Ctrl-C during training
 first saves a checkpoint at the last completed step, which ``--load-dir`` resumes from.
+
+The avatars' body prior (each field fitted to its canonical SMPL body, `models/body_prior.py`) runs in
+``setup``, after a checkpoint is loaded and before step 0: inside step 0 it made nerfstudio's first
+step take minutes and its ETA meaningless.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
@@ -23,6 +29,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from avatarpose_ns.io.atomic import write_atomically
 
+BODY_PRIOR_SECONDS_PER_PERSON = 9.0  # 150 steps of 16384 points, lite field, 2 CPU cores (docs/usage.md)
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.ckpt")
 
 
@@ -47,6 +54,23 @@ class AvatarPoseTrainer(Trainer):
     def __init__(self, config: TrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
         super().__init__(config, local_rank, world_size)
         self.last_completed_step: int | None = None  # None: no optimizer step yet in this process
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        super().setup(test_mode)
+        self.fit_body_prior()
+
+    def fit_body_prior(self) -> None:
+        """Fit every avatar's field to its canonical body now, as a named stage, unless a loaded
+        checkpoint already holds the fitted fields (or the prior is off)."""
+        scene = getattr(self.pipeline.model, "avatars", None)
+        if scene is None or bool(scene.body_prior_fitted) or scene.config.body_prior_steps <= 0:
+            return
+        CONSOLE.print(f"[bold]body prior (one-off, before step 0): fitting {scene.num_people} avatars to their "
+                      f"canonical bodies, {scene.config.body_prior_steps} steps each; about "
+                      f"{BODY_PRIOR_SECONDS_PER_PERSON:.0f} s per person on 2 CPU cores")
+        started = time.perf_counter()
+        scene.fit_fields_to_bodies()
+        CONSOLE.print(f"[bold]body prior done in {time.perf_counter() - started:.0f} s")
 
     def train_iteration(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         result = super().train_iteration(step)

@@ -8,6 +8,8 @@ X and Y: an AvatarPose smpl.npz, a folder holding smpl.npz (or exactly one
 
 from __future__ import annotations
 
+import avatarpose_ns.commands  # noqa: F401  (first: the warning filters, one-line errors)
+
 import json as jsonlib
 import math
 import dataclasses

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import avatarpose_ns.commands  # noqa: F401  (first: the warning filters, one-line errors)
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,8 +28,8 @@ class ExportPoses:
 
     load_config: Path
     """config.yml of the run (outputs/.../config.yml)"""
-    output_dir: Path
-    """folder to write into"""
+    output_dir: Path | None = None
+    """folder to write into; default <run>/export (the folder holding config.yml)"""
 
     def main(self) -> None:
         from nerfstudio.utils.rich_utils import CONSOLE
@@ -35,7 +37,8 @@ class ExportPoses:
         from avatarpose_ns.export.poses import export_poses
 
         model, step = _load_model(self.load_config)
-        written = export_poses(model, self.output_dir)
+        written = export_poses(model, self.output_dir if self.output_dir is not None
+                               else Path(self.load_config).parent / "export")
         CONSOLE.print(f"[bold green]wrote {written.smpl_npz}, {written.smpl_json}/ and {written.keypoints3d}/ "
                       f"(step {step})")
 

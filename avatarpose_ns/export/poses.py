@@ -68,10 +68,13 @@ def write_easymocap_smpl_folder(folder: Path, people: dict[int, SmplSequence], b
 
 
 def export_poses(model, output_dir: Path) -> PoseExport:
-    """Write smpl.npz, smpl/<frame>.json and keypoints3d/<frame>.json under ``output_dir``."""
+    """Write a run's smpl.npz, smpl/<frame>.json and keypoints3d/<frame>.json under ``output_dir``."""
+    return write_pose_files(model.smpl_sequences(), model.body_model, output_dir)
+
+
+def write_pose_files(people: dict[int, SmplSequence], body: BodyModel, output_dir: Path) -> PoseExport:
+    """Write smpl.npz, smpl/<frame>.json and keypoints3d/<frame>.json of ``people`` under ``output_dir``."""
     output_dir = Path(output_dir)
-    people = model.smpl_sequences()
-    body = model.body_model
     written = PoseExport(output_dir / "smpl.npz", output_dir / "smpl", output_dir / "keypoints3d")
     write_smpl_npz(written.smpl_npz, people)
     write_easymocap_smpl_folder(written.smpl_json, people, body)

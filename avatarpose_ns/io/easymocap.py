@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from avatarpose_ns.commands import InputError
 from avatarpose_ns.io.atomic import write_atomically
 
 
-class FormatError(ValueError):
+class FormatError(InputError):
     """A file exists but its content is not what the format says."""
 
 

@@ -119,9 +119,11 @@ class AvatarPoseModel(Model):
             if self.phase_spec.fields_train:
                 self.avatars.update_occupancy(step)
 
-        def fit_fields_to_bodies(step: int) -> None:  # once per model; a resumed run skips it
+        def fit_fields_to_bodies(step: int) -> None:  # a no-op after AvatarPoseTrainer.setup fitted them
             self.avatars.fit_fields_to_bodies()
 
+        # the body prior runs in the trainer's setup (engine/trainer.py), before step 0; this callback only
+        # covers a trainer other than the project's, once (a fitted or resumed model skips it)
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], fit_fields_to_bodies),
                 TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], update_occupancy)]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatarpose_ns.commands import InputError
 from avatarpose_ns.io.cameras import EXTRI_FILE, INTRI_FILE, CameraCalib, read_cameras
 
 QUALISYS_SUBPIXELS = 64.0
@@ -32,7 +33,7 @@ POSE2SIM_NON_CAMERA_TABLES = ("metadata", "capture_volume", "charuco", "checkerb
 QUALISYS_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 
-class CalibrationError(ValueError):
+class CalibrationError(InputError):
     """A calibration file cannot be used; the message names the file and the problem."""
 
 

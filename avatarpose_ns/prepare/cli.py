@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import avatarpose_ns.commands  # noqa: F401  (first: the warning filters, one-line errors)
+
 import logging
 import sys
 

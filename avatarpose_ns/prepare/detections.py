@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from avatarpose_ns.commands import InputError
+
 DETECTOR_SCRIPT = Path(__file__).with_name("detect_mediapipe.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_ENV = "AVATARPOSE_PREPARE_PYTHON"
 
 
-class DetectionError(ValueError):
+class DetectionError(InputError):
     """Detections missing or unreadable; the message names the file."""
 
 

@@ -15,12 +15,14 @@ from collections.abc import Sequence
 import cv2
 from rich.progress import Progress
 
+from avatarpose_ns.commands import InputError
+
 LOG = logging.getLogger("avatarpose_ns.prepare")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 JPEG_QUALITY = 95
 
 
-class VideoError(ValueError):
+class VideoError(InputError):
     """A video cannot be used as it is; the message names the file and the problem."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import avatarpose_ns.commands  # noqa: F401  (first: the warning filters, one-line errors)
+
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -21,8 +23,8 @@ class SynthArgs:
     The preset sets every option; any option given on the command line overrides it.
     """
 
-    output: Path
-    """folder to write the sequence into"""
+    output_dir: Path
+    """folder to write the sequence into (--output, the old name, still works but is deprecated)"""
     preset: Literal["demo", "bench"] = "demo"
     """demo: 2 people, 6 cameras, 8 frames, 256 px; bench: 2 people, 8 cameras, 20 frames, 512 px"""
     seed: int | None = None
@@ -84,9 +86,9 @@ def resolve_config(args: SynthArgs) -> SynthConfig:
 def main(args: SynthArgs) -> dict:
     console = Console()
     config = resolve_config(args)
-    summary = generate_sequence(config, args.output, progress=not args.quiet)
+    summary = generate_sequence(config, args.output_dir, progress=not args.quiet)
     console.print(
-        f"[bold]{args.output}[/bold]: {config.interaction}, {config.num_people} people, "
+        f"[bold]{args.output_dir}[/bold]: {config.interaction}, {config.num_people} people, "
         f"{config.num_cameras if config.rig is None else 'rig'} cameras, {config.num_frames} frames in {summary['total_s']} s; "
         f"keypoints3d {summary['keypoints3d_mpjpe_mm']:.1f} mm, init SMPL {summary['init_mpjpe_mm']:.1f} mm MPJPE; "
         f"GT interpenetration max {summary['interpenetration_gt']['max_depth_m'] * 100:.1f} cm"
@@ -94,8 +96,19 @@ def main(args: SynthArgs) -> dict:
     return summary
 
 
+def renamed_options(argv: list[str]) -> list[str]:
+    """The command line with the deprecated ``--output`` renamed to ``--output-dir`` (with a warning)."""
+    out = []
+    for arg in argv:
+        if arg == "--output" or arg.startswith("--output="):
+            Console(stderr=True).print("[yellow]avatarpose-synth: --output is deprecated; use --output-dir[/yellow]")
+            arg = arg.replace("--output", "--output-dir", 1)
+        out.append(arg)
+    return out
+
+
 def entrypoint() -> None:
-    args = tyro.cli(SynthArgs)
+    args = tyro.cli(SynthArgs, args=renamed_options(sys.argv[1:]))
     try:
         main(args)
     except (ValueError, FileNotFoundError) as err:

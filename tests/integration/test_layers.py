@@ -16,6 +16,7 @@ ROOT = Path(avatarpose_ns.__file__).parent
 
 # lowest first; a package may import the layers below it (and its own as SIDEWAYS says)
 LAYERS: tuple[tuple[str, ...], ...] = (
+    ("commands",),  # warnings filters and one-line errors, imported by every entry point
     ("body", "io"),
     ("scene",),
     ("fitting", "eval", "synth"),

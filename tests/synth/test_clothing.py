@@ -122,7 +122,7 @@ def test_clothing_changes_images_and_masks_not_the_ground_truth(tiny_sequence, t
     from synth_fixtures import TINY_SYNTH_ARGS
 
     clothed = tmp_path / "clothed"
-    main(SynthArgs(output=clothed, quiet=True, clothing="loose", **TINY_SYNTH_ARGS))
+    main(SynthArgs(output_dir=clothed, quiet=True, clothing="loose", **TINY_SYNTH_ARGS))
     assert (clothed / "smpl_gt" / "smpl.npz").read_bytes() == (tiny_sequence / "smpl_gt" / "smpl.npz").read_bytes()
     for gt in sorted((tiny_sequence / "keypoints3d_gt").glob("*.json")):
         assert (clothed / "keypoints3d_gt" / gt.name).read_text() == gt.read_text()

@@ -108,7 +108,7 @@ def test_generated_sequence_keeps_images_and_exact_masks(tiny_sequence, tmp_path
     from synth_fixtures import TINY_SYNTH_ARGS
 
     noisy = tmp_path / "noisy"
-    main(SynthArgs(output=noisy, quiet=True, mask_errors="realistic", **TINY_SYNTH_ARGS))
+    main(SynthArgs(output_dir=noisy, quiet=True, mask_errors="realistic", **TINY_SYNTH_ARGS))
     assert not (tiny_sequence / "mask_exact").exists()
     changed = 0
     for exact in sorted((tiny_sequence / "mask").rglob("*.png")):

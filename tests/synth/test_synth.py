@@ -104,32 +104,32 @@ def test_same_seed_same_sequence_other_seed_differs(tiny_sequence, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1 if threads != 1 else 2)
     try:
-        main(SynthArgs(output=again, quiet=True, **TINY_SYNTH_ARGS))
+        main(SynthArgs(output_dir=again, quiet=True, **TINY_SYNTH_ARGS))
     finally:
         torch.set_num_threads(threads)
     for relative in ("smpl_gt/smpl.npz", "smpl_init/smpl.npz", "mask/01/000002.png", "mask/01/1/000002.png",
                      "images/02/000001.jpg", "keypoints3d/000001.json", "intri.yml", "extri.yml"):
         assert filecmp.cmp(tiny_sequence / relative, again / relative, shallow=False), relative
     other = dict(TINY_SYNTH_ARGS, seed=TINY_SYNTH_ARGS["seed"] + 1, num_frames=1)
-    config = resolve_config(SynthArgs(output=tmp_path / "other", **other))
+    config = resolve_config(SynthArgs(output_dir=tmp_path / "other", **other))
     assert config.seed != TINY_SYNTH_ARGS["seed"]
 
 
 def test_flags_override_the_preset(tmp_path):
-    config = resolve_config(SynthArgs(output=tmp_path, preset="bench", num_cameras=5, resolution="320x240",
+    config = resolve_config(SynthArgs(output_dir=tmp_path, preset="bench", num_cameras=5, resolution="320x240",
                                       lighting="headlight"))
     assert (config.num_cameras, config.resolution, config.num_frames) == (5, (320, 240), 20)
-    assert config.lighting == "headlight" and resolve_config(SynthArgs(output=tmp_path)).lighting == "all-cameras"
+    assert config.lighting == "headlight" and resolve_config(SynthArgs(output_dir=tmp_path)).lighting == "all-cameras"
     with pytest.raises(ValueError, match="--resolution must look like 320x240"):
-        resolve_config(SynthArgs(output=tmp_path, resolution="large"))
+        resolve_config(SynthArgs(output_dir=tmp_path, resolution="large"))
     with pytest.raises(ValueError, match="--num-people must be 2 to 4"):
-        resolve_config(SynthArgs(output=tmp_path, num_people=7))
+        resolve_config(SynthArgs(output_dir=tmp_path, num_people=7))
 
 
 def test_rig_from_existing_calibration(tiny_sequence, tmp_path):
     """--rig reuses another sequence's cameras exactly (names, intrinsics, distortion, pose, size)."""
     output = tmp_path / "rigged"
-    main(SynthArgs(output=output, quiet=True, rig=tiny_sequence, seed=5, num_frames=1, interaction="handshake"))
+    main(SynthArgs(output_dir=output, quiet=True, rig=tiny_sequence, seed=5, num_frames=1, interaction="handshake"))
     original, reused = read_cameras(tiny_sequence), read_cameras(output)
     assert list(original) == list(reused)
     for name in original:
@@ -137,3 +137,12 @@ def test_rig_from_existing_calibration(tiny_sequence, tmp_path):
         np.testing.assert_allclose(reused[name].dist, original[name].dist)
         np.testing.assert_allclose(reused[name].T, original[name].T)
     assert cv2.imread(str(output / "images" / "00" / "000000.jpg")).shape == (128, 128, 3)
+
+
+def test_the_old_output_option_is_renamed_with_a_warning(capsys):
+    from avatarpose_ns.synth.cli import renamed_options
+
+    assert renamed_options(["--output", "x", "--seed", "1"]) == ["--output-dir", "x", "--seed", "1"]
+    assert renamed_options(["--output=x"]) == ["--output-dir=x"]
+    assert "deprecated" in capsys.readouterr().err
+    assert renamed_options(["--output-dir", "x"]) == ["--output-dir", "x"]
