@@ -499,4 +499,4 @@ def test_a_swapped_view_loses_the_person_mask_trust(tiny_sequence, body_model):
 
     fit = SilhouetteFitConfig(iterations=30, pose_weight=100.0, swap_iterations=0, person_mask_trust=True)
     fitted = fit_shape_to_silhouettes(body_model, cameras, masks, gt, fit, person_masks=person[:, :, ::-1])
-    assert max(np.linalg.norm(fitted[p].transl - gt[p].transl, axis=-1).mean() for p in gt) < 0.02
+    assert max(np.linalg.norm(fitted[p].transl - gt[p].transl, axis=-1).mean() for p in gt) < 0.05  # without trust: > 0.1 (test_each_person_outline_is_covered_by_that_person)
