@@ -96,6 +96,19 @@ class SilhouetteFitConfig:
     """L2 on the offset difference across each mesh edge, in centimetres: garments are smooth"""
     use_person_masks: bool = True
     """cover each person's outline with that person's own vertices, where per-person masks are given"""
+    person_mask_trust: bool = False
+    """judge each person mask per view and frame against the current bodies: where more than
+    person_mask_trust_share of its outline lies nearer another person's projected body than its own
+    (by person_mask_trust_margin), the label looks swapped or bled, and that outline is covered by
+    anyone's vertices there (the union's rule) instead of its own person's"""
+    person_mask_trust_share: float = 0.5
+    """share of a person mask's outline nearer someone else above which that mask is not trusted"""
+    person_mask_trust_margin: float = 1.0
+    """how much nearer another person an outline point must lie to count against its mask (residual units)"""
+    view_robust_scale: float | None = None
+    """weigh each view's share of a frame's mask loss by 1 / (1 + (loss / (s * median over views))^2),
+    the weights recomputed (without gradient) at every step: a view whose masks disagree with what
+    the others support (a swap, a bled or missed part) stops pulling the pose (None: all views alike)"""
     swap_iterations: int = 100
     """steps refining each hypothesis (limb swaps, a restart from the neighbouring frames) before choosing (0: off)"""
     swap_margin: float = 0.002
@@ -300,11 +313,16 @@ class _MaskEvidence:
         sampled = torch.nn.functional.grid_sample(distance, grid.reshape(num_cameras * num, 1, -1, 2),
                                                   mode="bilinear", padding_mode="border", align_corners=True)
         inside = geman_mcclure((sampled.reshape(num_cameras, num, -1) / scale) ** 2, config.robust_scale)
-        inside = (inside * in_front).sum(dim=(0, 2)) / in_front.sum(dim=(0, 2)).clamp(min=1)
+        inside_sum, inside_count = (inside * in_front).sum(dim=2), in_front.sum(dim=2)  # (C, N)
         # coverage: each outline point to its nearest projected vertex (of its own person, or of anyone)
         covering = uv_people if self.per_person else uv[:, :, None]  # (C, N, G, V', 2)
         outline, valid = self.outline[:, frames], self.outline_valid[:, frames]
         nearest = nearest_cover_distance(outline, covering)  # (C, N, G, K)
+        if self.per_person and config.person_mask_trust:
+            anyone = nearest_cover_distance(outline, uv[:, :, None].expand(-1, -1, outline.shape[2], -1, -1))
+            trusted = person_mask_trusted(nearest.detach() / scale[..., None], anyone.detach() / scale[..., None],
+                                          valid, config.person_mask_trust_margin, config.person_mask_trust_share)
+            nearest = torch.where(trusted[..., None], nearest, anyone)
         if config.clothing_allowance_m > 0:  # the allowance in pixels at each group's median depth
             group_depth = depth[..., 0].permute(0, 2, 1, 3)  # (C, N, P, Vs)
             group_depth = group_depth.reshape(num_cameras, num, -1) if not self.per_person else group_depth
@@ -313,11 +331,39 @@ class _MaskEvidence:
             nearest = torch.relu(nearest - allowance[..., None])
         coverage_scale = config.robust_scale if config.coverage_robust_scale is None else config.coverage_robust_scale
         coverage = geman_mcclure((nearest / scale[..., None]) ** 2, coverage_scale) * valid
-        coverage = coverage.sum(dim=(0, 2, 3)) / valid.sum(dim=(0, 2, 3)).clamp(min=1)
+        coverage_sum, coverage_count = coverage.sum(dim=(2, 3)), valid.sum(dim=(2, 3))  # (C, N)
+        if config.view_robust_scale is not None:
+            view_loss = (inside_sum / inside_count.clamp(min=1)
+                         + config.coverage_weight * coverage_sum / coverage_count.clamp(min=1)).detach()
+            weight = view_weights(view_loss, config.view_robust_scale)  # (C, N)
+            inside_sum, inside_count = inside_sum * weight, inside_count * weight
+            coverage_sum, coverage_count = coverage_sum * weight, coverage_count * weight
+        inside = inside_sum.sum(0) / inside_count.sum(0).clamp(min=1e-9)
+        coverage = coverage_sum.sum(0) / coverage_count.sum(0).clamp(min=1e-9)
         loss = inside + config.coverage_weight * coverage
         if joints is not None and self.keypoints is not None:
             loss = loss + config.keypoint_weight * self.keypoint_losses(joints, frames)
         return loss
+
+
+def person_mask_trusted(own: torch.Tensor, anyone: torch.Tensor, valid: torch.Tensor, margin: float,
+                        share: float) -> torch.Tensor:
+    """Which person masks to trust, from each outline point's distance to its own person's nearest
+    projected vertex and to anyone's. own, anyone, valid (..., G, K) (distances in residual units)
+    -> (..., G) bool: False where more than `share` of the valid outline points lie nearer someone
+    else's body than their own by more than `margin` (a mask whose label was swapped with another
+    person's, or into which a neighbour bled). A mask without outline points is trusted."""
+    elsewhere = ((anyone < own - margin) & valid).sum(-1).to(own.dtype)
+    return elsewhere <= share * valid.sum(-1).to(own.dtype)
+
+
+def view_weights(view_loss: torch.Tensor, scale: float) -> torch.Tensor:
+    """Robust weight of each view's mask loss within its frame. view_loss (C, N) -> (C, N):
+    1 / (1 + (loss / (scale * median over views))^2), so that a view several times worse than the
+    typical one (its masks wrong) counts little; the weights of a frame are scaled to sum to C."""
+    typical = view_loss.median(dim=0, keepdim=True).values.clamp(min=1e-9)
+    weight = 1.0 / (1.0 + (view_loss / (scale * typical)) ** 2)
+    return weight * view_loss.shape[0] / weight.sum(0, keepdim=True).clamp(min=1e-12)
 
 
 def keypoint_reprojection_loss(uv: torch.Tensor, depth: torch.Tensor, detected: torch.Tensor, sigma: torch.Tensor,

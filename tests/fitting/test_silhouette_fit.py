@@ -21,9 +21,14 @@ from avatarpose_ns.fitting.silhouette_fit import (
     mask_outline,
     motion_from_neighbours,
     nearest_cover_distance,
+    person_mask_trusted,
     pose_from_neighbours,
     swap_limbs,
+    view_weights,
+    _MaskEvidence,
+    _pose,
 )
+from avatarpose_ns.fitting.smpl_fit_2d import project_points_torch
 from avatarpose_ns.io.cameras import read_cameras
 from avatarpose_ns.io.easymocap import read_smpl_npz
 
@@ -427,3 +432,71 @@ def test_a_clothing_layer_keeps_a_bare_body_from_growing_into_its_clothes(tiny_s
 
     bare, layered = shape_error(False), shape_error(True)
     assert layered < 0.9 * bare, (bare, layered)  # 28 -> 23 mm when measured
+
+
+def test_person_mask_trust_counts_the_outline_nearer_someone_else():
+    """Hand-computed: a mask is distrusted where more than `share` of its valid outline points lie
+    nearer another body than their own by more than `margin`; invalid points do not count."""
+    own = torch.tensor([[[5.0, 5.0, 0.5, 9.0], [0.2, 0.3, 4.0, 4.0]]])  # (N=1, G=2, K=4)
+    anyone = torch.tensor([[[1.0, 1.0, 0.5, 9.0], [0.2, 0.3, 1.0, 1.0]]])
+    valid = torch.tensor([[[True, True, True, True], [True, True, True, False]]])
+    # group 0: 2 of 4 points nearer someone else (share 0.5); group 1: 1 of 3 valid (share 1/3)
+    assert person_mask_trusted(own, anyone, valid, margin=1.0, share=0.5).tolist() == [[True, True]]
+    assert person_mask_trusted(own, anyone, valid, margin=1.0, share=0.3).tolist() == [[False, False]]
+    assert person_mask_trusted(own, anyone, valid, margin=1.0, share=0.4).tolist() == [[False, True]]
+    assert person_mask_trusted(own, anyone, valid, margin=4.5, share=0.0).tolist() == [[True, True]]
+    empty = torch.zeros_like(valid)
+    assert person_mask_trusted(own, anyone, empty, margin=1.0, share=0.0).all()
+
+
+def test_view_weights_are_a_cauchy_weight_of_the_loss_over_the_median_view():
+    """Hand-computed: losses (1, 1, 4) over three views, scale 2: raw weights 1/(1 + (l / 2)^2) =
+    (0.8, 0.8, 0.2), scaled to sum to 3."""
+    weights = view_weights(torch.tensor([[1.0], [1.0], [4.0]], dtype=torch.float64), scale=2.0)
+    expected = np.array([0.8, 0.8, 0.2]) * 3.0 / 1.8
+    np.testing.assert_allclose(weights[:, 0].numpy(), expected, rtol=1e-12)
+
+
+def _person_masks(sequence, gt) -> np.ndarray:
+    names = sorted(read_cameras(sequence))
+    frames = [int(f) for f in next(iter(gt.values())).frames]
+    return np.stack([[[read_mask(frame_file(sequence / "mask" / n / str(p), f)) for p in sorted(gt)]
+                      for f in frames] for n in names])
+
+
+def test_a_swapped_view_loses_the_person_mask_trust(tiny_sequence, body_model):
+    """Exact bodies, the two people's labels exchanged in one view and frame only: exactly that
+    view and frame's person masks are distrusted, and the fit then barely moves anyone, where with
+    every view's labels exchanged and no trust each person is pulled to the other."""
+    cameras, masks, gt = _tiny_inputs(tiny_sequence)
+    person = _person_masks(tiny_sequence, gt)
+    swapped = person.copy()
+    swapped[1, 2] = person[1, 2, ::-1]
+    config = SilhouetteFitConfig(person_mask_trust=True)
+    evidence = _MaskEvidence(cameras, masks, swapped, config, body_model)
+    people = sorted(gt)
+    params = {name: torch.stack([torch.tensor(np.asarray(getattr(gt[p], name)), dtype=evidence.dtype)
+                                 .reshape(evidence.num_frames if name != "betas" else 1, -1) for p in people])
+              for name in ("betas", "body_pose", "global_orient", "transl")}
+    vertices, _ = _pose(body_model, params, config.vertex_stride)
+    frames = torch.arange(evidence.num_frames)
+    uv, _ = project_points_torch(vertices, evidence.rig)
+    uv_people = uv.permute(0, 2, 1, 3, 4)  # (C, N, P, Vs, 2)
+    outline, valid = evidence.outline, evidence.outline_valid
+    scale = evidence.sigma[:, None, None, None]
+    own = nearest_cover_distance(outline, uv_people) / scale
+    anyone = nearest_cover_distance(outline, uv_people.reshape(*uv_people.shape[:2], 1, -1, 2)
+                                    .expand(-1, -1, outline.shape[2], -1, -1)) / scale
+    trusted = person_mask_trusted(own, anyone, valid, config.person_mask_trust_margin, config.person_mask_trust_share)
+    expected = torch.ones_like(trusted)
+    expected[1, 2] = False
+    assert torch.equal(trusted, expected), trusted
+    # the mask loss at the exact bodies: with trust the swapped view costs what the union would
+    with_trust = evidence.frame_losses(vertices, frames)
+    without = _MaskEvidence(cameras, masks, swapped, SilhouetteFitConfig(), body_model).frame_losses(vertices, frames)
+    assert with_trust[2] < 0.5 * without[2], (with_trust, without)
+    np.testing.assert_allclose(with_trust[:2].numpy(), without[:2].numpy(), rtol=1e-9)
+
+    fit = SilhouetteFitConfig(iterations=30, pose_weight=100.0, swap_iterations=0, person_mask_trust=True)
+    fitted = fit_shape_to_silhouettes(body_model, cameras, masks, gt, fit, person_masks=person[:, :, ::-1])
+    assert max(np.linalg.norm(fitted[p].transl - gt[p].transl, axis=-1).mean() for p in gt) < 0.05  # without trust: > 0.1 (test_each_person_outline_is_covered_by_that_person)
