@@ -110,7 +110,11 @@ def test_plates_of_a_generated_sequence_reach_the_batch(tiny_sequence):
     assert plate.shape == data["image"].shape[:2] + (4,)
     known = plate[..., 3] > 0.5
     assert known.float().mean() > 0.5
-    np.testing.assert_allclose(plate[known][:, :3].numpy(), 0.5, atol=0.03)  # the generator's grey
+    # the generator's grey, up to JPEG ringing: a stray pixel near an edge may exceed 0.03 (it depends on
+    # the JPEG codec's version) but stays within the plate's own agreement bound, 0.06
+    error = (plate[known][:, :3] - 0.5).abs()
+    assert float((error <= 0.03).float().mean()) > 0.999
+    assert float(error.max()) <= 0.06
     # where someone is in this frame's mask the plate is either unknown or the background, not the person
     mask = data["mask"][..., 0].bool()
     inside = known & mask

@@ -8,12 +8,21 @@ import json
 import numpy as np
 import pytest
 import trimesh
-
 from dataparser_fixtures import write_easymocap_sequence
 from run_fixtures import short_run_trainer
+
 from avatarpose_ns.body.skeleton import SMPL_JOINT_NAMES
-from avatarpose_ns.export.surface import Surface, isosurface, largest_component, surface_density
-from avatarpose_ns.io.easymocap import SmplSequence, read_keypoints3d_folder, read_smpl_npz
+from avatarpose_ns.export.surface import (
+    Surface,
+    isosurface,
+    largest_component,
+    surface_density,
+)
+from avatarpose_ns.io.easymocap import (
+    SmplSequence,
+    read_keypoints3d_folder,
+    read_smpl_npz,
+)
 
 # a field small enough that 25 body-prior steps give a clean body on a CPU in seconds
 TINY_FIELD = dict(num_levels=4, features_per_level=2, log2_hashmap_size=14, base_resolution=16, per_level_scale=2.0,
@@ -163,7 +172,7 @@ def test_meshes_obj_for_chosen_frames_without_avatars(run, tmp_path):
 def test_animation_from_a_run_follows_its_poses_and_avatar_meshes(run, tmp_path, body_model):
     """--load-config: the GLBs' joints are the run's posed SMPL joints; with --mesh avatar the skinned avatar
     is the per-frame avatar mesh of `meshes` (the same surface, posed by the same weights, 4 kept)."""
-    from test_export_animation import Glb
+    from gltf_reader import Glb
 
     from avatarpose_ns.eval.loading import smpl_sequences_to_joints
     from avatarpose_ns.export.cli import ExportAnimation, ExportMeshes
