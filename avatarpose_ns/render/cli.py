@@ -28,7 +28,7 @@ class _PathOptions:
     strip_views: int = 6
     """views in the frame strip (strip.png)"""
     render: bool = True
-    """render the views (False: only write camera_path.json)"""
+    """render the views (--no-render: only write camera_path.json)"""
 
     name = "path"
 
@@ -104,7 +104,9 @@ class ThroughCameras(_PathOptions):
     def poses(self, train_c2w: np.ndarray) -> np.ndarray:
         from avatarpose_ns.render.paths import through_cameras_poses
 
-        return through_cameras_poses(train_c2w, self.steps_per_camera)
+        # the training set holds one image per camera and frame: keep each camera once
+        _, first = np.unique(np.round(train_c2w.reshape(len(train_c2w), -1), 6), axis=0, return_index=True)
+        return through_cameras_poses(train_c2w[np.sort(first)], self.steps_per_camera)
 
 
 COMMANDS = {"orbit": Orbit, "cameras": ThroughCameras}
