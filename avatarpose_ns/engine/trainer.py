@@ -12,11 +12,18 @@ first saves a checkpoint at the last completed step, which ``--load-dir`` resume
 The avatars' body prior (each field fitted to its canonical SMPL body, `models/body_prior.py`) runs in
 ``setup``, after a checkpoint is loaded and before step 0: inside step 0 it made nerfstudio's first
 step take minutes and its ETA meaningless.
+
+When training ends with the viewer open (``--viewer.quit-on-train-completion False``, nerfstudio's
+default), nerfstudio leaves the viewer saying "Step: 0" (it only updates the step while a client
+renders) and "Pause Training", and polls ``time.sleep(0.01)`` until Ctrl-C, which keeps a core busy.
+Here the viewer shows the last step and "Training finished", the pause button goes, and the process
+waits on an event (``viewer_closed``) instead.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,7 @@ from typing import Literal
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
-from nerfstudio.utils.decorators import check_main_thread
+from nerfstudio.utils.decorators import check_main_thread, check_viewer_enabled
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from avatarpose_ns.io.atomic import write_atomically
@@ -54,6 +61,8 @@ class AvatarPoseTrainer(Trainer):
     def __init__(self, config: TrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
         super().__init__(config, local_rank, world_size)
         self.last_completed_step: int | None = None  # None: no optimizer step yet in this process
+        self.viewer_closed = threading.Event()  # set it to let a finished run with an open viewer end
+        self._finished = False  # training done and saved: Ctrl-C from here on only closes the viewer
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
         super().setup(test_mode)
@@ -81,8 +90,23 @@ class AvatarPoseTrainer(Trainer):
         try:
             super().train()
         except KeyboardInterrupt:
-            self._save_on_interrupt()
+            if not self._finished:
+                self._save_on_interrupt()
             raise
+
+    @check_viewer_enabled
+    def _train_complete_viewer(self) -> None:
+        """Show the end of training in the viewer and wait, without polling, for Ctrl-C (or `viewer_closed`)."""
+        self._finished = True
+        self.training_state = "completed"
+        viewer = self.viewer_state
+        try:
+            viewer.training_complete()
+            show_training_finished(viewer, self.step)
+        except (RuntimeError, AttributeError) as err:  # a viewer convenience: the checkpoint is already saved
+            CONSOLE.log(f"Viewer could not show the end of training ({err}).")
+        CONSOLE.print("Training finished; the viewer stays open. Use ctrl+c to quit", justify="center")
+        self.viewer_closed.wait()
 
     def _save_on_interrupt(self) -> None:
         step = self.last_completed_step
@@ -127,3 +151,13 @@ class AvatarPoseTrainer(Trainer):
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != path:
                     old.unlink()
+
+
+def show_training_finished(viewer, step: int) -> None:
+    """nerfstudio's viewer after training: the final step in its stats, the pause / resume buttons hidden
+    and a "Training finished" line under the stats."""
+    viewer.update_step(step)
+    viewer.pause_train.visible = False
+    viewer.resume_train.visible = False
+    order = float(viewer.stats_markdown.order) + 0.25  # right under the stats, above the project's overlays
+    viewer.viser_server.gui.add_markdown(f"**Training finished** at step {step}", order=order)

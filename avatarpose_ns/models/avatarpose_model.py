@@ -41,6 +41,14 @@ NO_STATIC_EXPORT = (
     "--output-dir <dir>` for per-frame SMPL and avatar meshes in the input's world frame."
 )
 
+NO_TIME = (
+    "avatarpose renders one frame of a moving sequence, chosen by the camera's time, but these rays carry no "
+    "time. nerfstudio's `ns-render interpolate` (and `ns-render spiral` from a camera without a time) drop "
+    "the cameras' times. Render a path with times instead: `avatarpose-render orbit --load-config "
+    "<run>/config.yml` or `avatarpose-render cameras --load-config <run>/config.yml`, or `ns-render "
+    "camera-path` with a camera_path.json whose keyframes all have a `render_time`."
+)
+
 
 def local_lpips() -> torch.nn.Module | None:
     """torchmetrics' LPIPS (AlexNet) when torchvision's AlexNet weights are already in the torch hub
@@ -129,8 +137,12 @@ class AvatarPoseModel(Model):
 
     # ------------------------------------------------------------------ rendering
     def frame_positions(self, ray_bundle: RayBundle) -> torch.Tensor:
-        """Frame position of every ray (R,), from the camera's time (the viewer's slider sets it too)."""
+        """Frame position of every ray (R,), from the camera's time (the viewer's slider sets it too).
+        Rays without a time are refused (`NO_TIME`) rather than silently drawn at frame 0, unless the
+        sequence has a single frame."""
         if ray_bundle.times is None:
+            if self.num_frames > 1:
+                raise ValueError(NO_TIME)
             return torch.zeros(len(ray_bundle), dtype=torch.long, device=ray_bundle.origins.device)
         return time_to_frame_position(ray_bundle.times.reshape(-1), self.num_frames)
 

@@ -4,17 +4,22 @@ nerfstudio 1.1.5 builds its viewer (``nerfstudio.viewer.viewer.Viewer``) after t
 pipeline and scans the pipeline's attributes, recursing into ``nn.Module``s, for
 
 * ``ViewerElement``s (checkboxes, text, sliders...): installed in the Control tab
-  under "Custom Elements/<attribute path>"; their callbacks run holding the
-  trainer's lock and then re-render;
+  under "Custom Elements/<attribute path>", below nerfstudio's own controls (out of
+  sight); their callbacks run holding the trainer's lock and then re-render;
 * ``ViewerControl``s: ``_setup(viewer)`` hands them the ``Viewer``, whose
-  ``viser_server`` takes extra scene geometry and whose ``control_panel.time`` is the
-  time slider (its handle, ``control_panel._time.gui_handle``, takes more
+  ``viser_server`` takes extra scene geometry and GUI and whose ``control_panel.time`` is
+  the time slider (its handle, ``control_panel._time.gui_handle``, takes more
   ``on_update`` callbacks).
 
 ``PoseOverlays`` is such an ``nn.Module`` (without parameters, so checkpoints do not
 change) drawing from an ``OverlaySource`` (the run's people, frames and scene frame, and
-functions that pose the current state and the ground truth), holding one checkbox per person, a mesh checkbox, a ground-truth checkbox and
-an MPJPE readout (with ground truth), and a control that draws into the viser scene.
+functions that pose the current state and the ground truth). Its GUI (``gui``: a Frame
+slider kept in step with nerfstudio's 0..1 time slider, one checkbox per person, mesh and
+wireframe checkboxes, a ground-truth checkbox and an MPJPE readout with ground truth) is
+held in a dict, which nerfstudio's scan skips, and installed by the control itself in an
+open "AvatarPose" folder right under the viewer's step readout, above the tabs. The
+control also turns "Composite depth" off (the overlays are drawn inside the bodies), for
+``ns-viewer`` too, which otherwise takes its own viewer defaults over the method's.
 Without a viewer (``--vis tensorboard``, tests, ns-eval) ``_setup`` is never called and
 every refresh returns at once. Scene units: nerfstudio's scene frame times
 ``VISER_SCALE`` (the viewer's ``VISER_NERFSTUDIO_SCALE_RATIO``).
@@ -29,20 +34,21 @@ from dataclasses import dataclass
 import numpy as np
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.utils.rich_utils import CONSOLE
-from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerText
+from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerElement, ViewerSlider, ViewerText
 from torch import nn
 
 from avatarpose_ns.body.skeleton import SMPL_PARENTS
 from avatarpose_ns.eval.loading import FrameJoints
 from avatarpose_ns.scene.transform import SceneTransform
-from avatarpose_ns.scene.timeline import time_to_frame_position
+from avatarpose_ns.scene.timeline import frame_times, time_to_frame_position
 from avatarpose_ns.models.palette import GROUND_TRUTH_COLOUR, person_colour
 
 VISER_SCALE = 10.0  # nerfstudio.viewer.viewer.VISER_NERFSTUDIO_SCALE_RATIO
 ROOT = "/avatarpose"
 JOINT_SIZE_M = 0.025  # viser's point size (the dots come out about twice as wide)
 LINE_WIDTH_PX = 3.0
-MESH_OPACITY = 0.45
+MESH_OPACITY = 0.2  # faint enough to leave the render and the skeletons readable
+FOLDER = "AvatarPose"
 START_VIEW_STEP = 0.05  # share of the way to the scene centre the start view sits in front of its camera
 START_VIEW_ZOOM_OUT = 1.3  # the start view's field of view is this much wider than its camera's (some margin)
 
@@ -133,20 +139,30 @@ class PoseOverlays(nn.Module):
         self._nodes: dict[str, object] = {}  # scene node name -> handle
         self._gt_joints = None
         self.control = _OverlayControl(self._attach)
-        # GUI: attribute names sort into the order shown (nerfstudio lists them alphabetically)
+        # GUI, in the order shown; a dict, so that nerfstudio does not install it under "Custom Elements"
+        frames = [int(f) for f in source.frame_numbers]
+        steps = np.diff(frames)
+        self.gui: dict[str, ViewerElement] = {"frame": ViewerSlider(
+            "Frame", frames[0], frames[0], frames[-1], int(np.gcd.reduce(steps)) if len(steps) else 1,
+            cb_hook=lambda _: self._on_frame_slider(),
+            hint="the sequence's frame number; moves nerfstudio's Time slider (0..1) with it")}
         for index, pid in enumerate(self._person_ids):
-            setattr(self, f"person_{index:02d}", ViewerCheckbox(
+            self.gui[f"person_{index:02d}"] = ViewerCheckbox(
                 f"Person {pid} skeleton", True, cb_hook=lambda _: self.refresh(),
-                hint=f"SMPL skeleton of person {pid} at the time slider's frame, in the colour of its layer "
-                     f"in the instance map"))
-        self.show_mesh = ViewerCheckbox("SMPL meshes", False, cb_hook=lambda _: self.refresh(),
-                                        hint="also draw the checked persons' posed SMPL meshes")
+                hint=f"SMPL skeleton of person {pid} at the selected frame, in the colour of its layer "
+                     f"in the instance map")
+        self.gui["show_mesh"] = ViewerCheckbox("SMPL meshes", False, cb_hook=lambda _: self.refresh(),
+                                               hint="also draw the checked persons' posed SMPL meshes")
+        self.gui["wireframe"] = ViewerCheckbox("Mesh wireframe", False, cb_hook=lambda _: self.refresh(),
+                                               hint="draw the meshes as wireframes instead of faint surfaces")
         if source.has_ground_truth:
-            self.show_ground_truth = ViewerCheckbox("Ground-truth skeletons", False, cb_hook=lambda _: self.refresh(),
-                                                    hint="the ground-truth skeletons, in grey")
-            self.zz_mpjpe = ReadoutText("MPJPE", "-", hint="this frame's MPJPE to the ground truth (matched pairs)")
-            self.zz_mpjpe_people = ReadoutText("per person", "-", hint="this frame's MPJPE, mm, per ground-truth "
-                                                                       "person id")
+            self.gui["show_ground_truth"] = ViewerCheckbox("Ground-truth skeletons", False,
+                                                           cb_hook=lambda _: self.refresh(),
+                                                           hint="the ground-truth skeletons, in grey")
+            self.gui["mpjpe"] = ReadoutText("MPJPE", "-", hint="this frame's MPJPE to the ground truth (matched "
+                                                                "pairs)")
+            self.gui["mpjpe_people"] = ReadoutText("per person", "-", hint="this frame's MPJPE, mm, per "
+                                                                           "ground-truth person id")
 
     # ------------------------------------------------------------------ viewer hook-up
     @property
@@ -156,12 +172,45 @@ class PoseOverlays(nn.Module):
     def _attach(self, viewer) -> None:
         self._viewer = viewer
         self._server = viewer.viser_server
+        self._install_gui(viewer)
         try:
-            viewer.control_panel._time.gui_handle.on_update(lambda _: self.refresh())
+            viewer.control_panel._layer_depth.value = False
+        except AttributeError:  # another viewer version: leave its depth compositing alone
+            pass
+        try:
+            viewer.control_panel._time.gui_handle.on_update(lambda _: self._on_time_slider())
         except AttributeError:  # no time slider (another viewer version): overlays follow training only
             CONSOLE.log("[yellow]avatarpose overlays: no time slider found; showing frame 0")
         if self._start_camera is not None:
             self._server.on_client_connect(self._start_view)
+        self.refresh()
+
+    def _install_gui(self, viewer) -> None:
+        """The GUI in an open folder right under the step readout (nerfstudio's header), above the tabs."""
+        try:
+            order = float(viewer.stats_markdown.order) + 0.5
+        except AttributeError:
+            order = None
+        with self._server.gui.add_folder(FOLDER, order=order, expand_by_default=True):
+            for element in self.gui.values():
+                element.install(self._server)
+
+    def _on_frame_slider(self) -> None:
+        """Frame slider moved: move nerfstudio's time slider to that frame (it re-renders and redraws)."""
+        frames = np.asarray(self._source.frame_numbers)
+        position = int(np.abs(frames - float(self.gui["frame"].value)).argmin())
+        time = float(frame_times(len(frames))[position])
+        panel = getattr(self._viewer, "control_panel", None)
+        if panel is not None and abs(float(panel.time) - time) > 1e-9:
+            panel.time = time
+        else:
+            self.refresh()
+
+    def _on_time_slider(self) -> None:
+        """Time slider moved: show its frame number on the Frame slider and redraw."""
+        frame_number = int(self._source.frame_numbers[self.frame_position()])
+        if int(self.gui["frame"].value) != frame_number:
+            self.gui["frame"].value = frame_number
         self.refresh()
 
     def _start_view(self, client) -> None:
@@ -232,13 +281,14 @@ class PoseOverlays(nn.Module):
         transform = source.scene_transform
         position = self.frame_position()
         frame_number = source.frame_numbers[position]
-        with_mesh = bool(self.show_mesh.value)
+        with_mesh = bool(self.gui["show_mesh"].value)
+        wireframe = bool(self.gui["wireframe"].value)
         joints, vertices = source.frame_joints(position, with_mesh)
         faces = source.faces if with_mesh else None
         with self._server.atomic():
             for index, pid in enumerate(self._person_ids):
                 prefix = f"{ROOT}/person_{pid}"
-                if not getattr(self, f"person_{index:02d}").value:
+                if not self.gui[f"person_{index:02d}"].value:
                     self._remove_under(prefix)
                     continue
                 colour = person_colour(index)
@@ -247,10 +297,10 @@ class PoseOverlays(nn.Module):
                     name = f"{prefix}/mesh"
                     self._add(name, self._server.scene.add_mesh_simple(
                         name, vertices=to_viser(vertices[index], transform), faces=faces, color=colour,
-                        opacity=MESH_OPACITY, side="double"))
+                        wireframe=wireframe, opacity=None if wireframe else MESH_OPACITY, side="double"))
                 else:
                     self._remove_under(f"{prefix}/mesh")
-            if hasattr(self, "zz_mpjpe"):
+            if "mpjpe" in self.gui:
                 self._draw_ground_truth(frame_number, joints, transform)
 
     def _draw_ground_truth(self, frame_number: int, joints: np.ndarray, transform: SceneTransform) -> None:
@@ -258,7 +308,7 @@ class PoseOverlays(nn.Module):
 
         gt = self._ground_truth().get(frame_number, {})
         self._remove_under(f"{ROOT}/ground_truth")
-        if self.show_ground_truth.value:
+        if self.gui["show_ground_truth"].value:
             for gid, gt_joints in gt.items():
                 self._draw_skeleton(f"{ROOT}/ground_truth/person_{gid}", gt_joints, GROUND_TRUTH_COLOUR, transform)
         if gt:
@@ -266,6 +316,6 @@ class PoseOverlays(nn.Module):
             overall, people = format_mpjpe(frame_number, *frame_mpjpe(pred, gt))
         else:
             overall, people = f"no ground truth, frame {frame_number}", "-"
-        self.zz_mpjpe.value = overall
-        self.zz_mpjpe_people.value = people
+        self.gui["mpjpe"].value = overall
+        self.gui["mpjpe_people"].value = people
 

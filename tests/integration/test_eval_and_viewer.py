@@ -114,12 +114,59 @@ class FakeScene:
         return self._add("mesh", name, vertices=vertices, faces=faces, **kwargs)
 
 
+class FakeGuiHandle:
+    """A GUI handle: holds its value and callbacks (a value set from Python does not call them here)."""
+
+    def __init__(self, gui, kind, label, value, **kwargs):
+        self.kind, self.label, self.value, self.kwargs = kind, label, value, kwargs
+        self.folder = gui.folder
+        self.callbacks = []
+
+    def on_update(self, callback):
+        self.callbacks.append(callback)
+
+    def move_to(self, value):
+        """What a user does: change the value, then the callbacks run."""
+        self.value = value
+        for callback in self.callbacks:
+            callback(None)
+
+
+class FakeGui:
+    """Records the GUI the overlays install (the viser 0.2.7 calls nerfstudio's elements use)."""
+
+    def __init__(self):
+        self.handles, self.folders, self.folder = [], [], None
+
+    @contextlib.contextmanager
+    def add_folder(self, label, order=None, expand_by_default=True):
+        self.folders.append((label, order, expand_by_default))
+        self.folder = label
+        yield
+        self.folder = None
+
+    def _add(self, kind, label, value, **kwargs):
+        self.handles.append(FakeGuiHandle(self, kind, label, value, **kwargs))
+        return self.handles[-1]
+
+    def add_checkbox(self, label, initial_value, **kwargs):
+        return self._add("checkbox", label, initial_value, **kwargs)
+
+    def add_text(self, label, initial_value, **kwargs):
+        return self._add("text", label, initial_value, **kwargs)
+
+    def add_slider(self, label, min, max, step, initial_value, **kwargs):
+        return self._add("slider", label, initial_value, min=min, max=max, step=step, **kwargs)
+
+
 def _fake_viewer():
     slider_callbacks = []
-    server = SimpleNamespace(scene=FakeScene(), atomic=contextlib.nullcontext, on_client_connect=lambda cb: None)
+    server = SimpleNamespace(scene=FakeScene(), gui=FakeGui(), atomic=contextlib.nullcontext,
+                             on_client_connect=lambda cb: None)
     slider = SimpleNamespace(gui_handle=SimpleNamespace(on_update=slider_callbacks.append))
-    panel = SimpleNamespace(time=0.0, _time=slider)
-    return SimpleNamespace(viser_server=server, control_panel=panel), slider_callbacks
+    panel = SimpleNamespace(time=0.0, _time=slider, _layer_depth=SimpleNamespace(value=True))
+    stats = SimpleNamespace(order=3.0)
+    return SimpleNamespace(viser_server=server, control_panel=panel, stats_markdown=stats), slider_callbacks
 
 
 @pytest.mark.slow
@@ -144,8 +191,8 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
         pid0 = model.person_ids[0]
         drawn = nodes[f"/avatarpose/person_{pid0}/skeleton/joints"][1]["points"]
         np.testing.assert_allclose(drawn, model.scene_transform.to_scene(joints0[0]) * VISER_SCALE, atol=1e-4)
-        assert overlays.zz_mpjpe.value.endswith(f" mm, frame {model.frame_numbers[0]}")
-        assert overlays.zz_mpjpe_people.value.count(":") == 2  # both GT persons
+        assert overlays.gui["mpjpe"].value.endswith(f" mm, frame {model.frame_numbers[0]}")
+        assert overlays.gui["mpjpe_people"].value.count(":") == 2  # both GT persons
 
         # the slider moves to the last frame: the skeleton follows and the readout names that frame
         viewer.control_panel.time = 1.0
@@ -154,12 +201,12 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
         joints1 = frame_joints(model, model.num_frames - 1)[0]
         drawn = nodes[f"/avatarpose/person_{pid0}/skeleton/joints"][1]["points"]
         np.testing.assert_allclose(drawn, model.scene_transform.to_scene(joints1[0]) * VISER_SCALE, atol=1e-4)
-        assert overlays.zz_mpjpe.value.endswith(f" mm, frame {model.frame_numbers[-1]}")
+        assert overlays.gui["mpjpe"].value.endswith(f" mm, frame {model.frame_numbers[-1]}")
 
         # one person off, meshes and ground truth on
-        overlays.person_00.value = False
-        overlays.show_mesh.value = True
-        overlays.show_ground_truth.value = True
+        overlays.gui["person_00"].value = False
+        overlays.gui["show_mesh"].value = True
+        overlays.gui["show_ground_truth"].value = True
         overlays.refresh()
         assert not [k for k in nodes if k.startswith(f"/avatarpose/person_{pid0}/")]
         pid1 = model.person_ids[1]
@@ -167,9 +214,9 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
         assert kind == "mesh" and mesh["vertices"].shape == (model.body_model.num_vertices, 3)
         assert [k for k in nodes if k.startswith("/avatarpose/ground_truth/")]
     finally:
-        overlays.person_00.value = True
-        overlays.show_mesh.value = False
-        overlays.show_ground_truth.value = False
+        overlays.gui["person_00"].value = True
+        overlays.gui["show_mesh"].value = False
+        overlays.gui["show_ground_truth"].value = False
         overlays._server = overlays._viewer = None
 
 
@@ -177,7 +224,7 @@ def test_overlays_draw_skeletons_for_the_slider_frame(runs):
 def test_overlays_without_ground_truth_have_no_readout(runs):
     pipeline = runs["nogt"].pipeline
     overlays = pipeline.overlays
-    assert not hasattr(overlays, "zz_mpjpe") and not hasattr(overlays, "show_ground_truth")
+    assert "mpjpe" not in overlays.gui and "show_ground_truth" not in overlays.gui
     viewer, _ = _fake_viewer()
     overlays.control._setup(viewer)
     try:
@@ -214,9 +261,9 @@ def test_overlays_draw_what_their_source_gives():
     nodes = viewer.viser_server.scene.nodes
     drawn = nodes["/avatarpose/person_4/skeleton/joints"][1]["points"]
     np.testing.assert_allclose(drawn, 0.5 * (joints[0, 1] + [0.5, 0, 0]) * VISER_SCALE, rtol=1e-6)
-    assert overlays.zz_mpjpe.value == f"{10 * 3 ** 0.5:.1f} mm, frame 10"
+    assert overlays.gui["mpjpe"].value == f"{10 * 3 ** 0.5:.1f} mm, frame 10"
     viewer.control_panel.time = 1.0
-    overlays.show_mesh.value = True
+    overlays.gui["show_mesh"].value = True
     for callback in slider_callbacks:
         callback(None)
     assert calls == [(0, False), (1, True)]
@@ -225,7 +272,48 @@ def test_overlays_draw_what_their_source_gives():
     mesh = nodes["/avatarpose/person_3/mesh"][1]
     np.testing.assert_array_equal(mesh["faces"], faces)
     np.testing.assert_allclose(mesh["vertices"], 0.5 * (vertices[1, 0] + [0.5, 0, 0]) * VISER_SCALE, rtol=1e-6)
-    assert overlays.zz_mpjpe.value == "0.0 mm, frame 11"
+    assert overlays.gui["mpjpe"].value == "0.0 mm, frame 11"
+
+
+def test_overlay_gui_sits_in_an_open_folder_with_a_frame_slider_in_step_with_time():
+    from avatarpose_ns.scene.transform import SceneTransform
+    from avatarpose_ns.viewer.overlays import FOLDER, MESH_OPACITY, OverlaySource, PoseOverlays
+
+    joints = np.zeros((3, 1, 24, 3))
+    joints[:, 0, :, 0] = np.arange(3)[:, None]  # frame position p: every joint at x = p
+    drawn_at = []
+
+    def frame_joints(position, with_vertices):
+        drawn_at.append(position)
+        return joints[position], (np.zeros((1, 3, 3)) if with_vertices else None)
+
+    source = OverlaySource(person_ids=[0], frame_numbers=[20, 22, 24], scene_transform=SceneTransform.identity(),
+                           faces=np.array([[0, 1, 2]]), frame_joints=frame_joints)
+    overlays = PoseOverlays(source)
+    viewer, time_callbacks = _fake_viewer()
+    overlays.control._setup(viewer)
+    gui = viewer.viser_server.gui
+    # one open folder right under the stats (order 3), above nerfstudio's tabs; every element inside it
+    assert gui.folders == [(FOLDER, 3.5, True)]
+    assert all(handle.folder == FOLDER for handle in gui.handles)
+    assert viewer.control_panel._layer_depth.value is False
+    frame = next(h for h in gui.handles if h.label == "Frame")
+    assert (frame.value, frame.kwargs["min"], frame.kwargs["max"], frame.kwargs["step"]) == (20, 20, 24, 2)
+
+    frame.move_to(24)  # the Frame slider drives nerfstudio's time (0..1)
+    assert viewer.control_panel.time == 1.0
+    viewer.control_panel.time = 0.45  # and the time slider drives the Frame slider (nearest frame)
+    for callback in time_callbacks:
+        callback(None)
+    assert frame.value == 22 and drawn_at[-1] == 1
+
+    mesh = next(h for h in gui.handles if h.label == "SMPL meshes")
+    mesh.move_to(True)
+    kwargs = viewer.viser_server.scene.nodes["/avatarpose/person_0/mesh"][1]
+    assert MESH_OPACITY == 0.2 and kwargs["opacity"] == 0.2 and kwargs["wireframe"] is False
+    next(h for h in gui.handles if h.label == "Mesh wireframe").move_to(True)
+    kwargs = viewer.viser_server.scene.nodes["/avatarpose/person_0/mesh"][1]
+    assert kwargs["wireframe"] is True and kwargs["opacity"] is None
 
 
 @pytest.mark.slow
@@ -269,12 +357,12 @@ def test_nerfstudio_viewer_installs_the_overlays(runs, tmp_path):
                     log_filename=tmp_path / "viewer_log.txt", datapath=tmp_path, pipeline=pipeline)
     try:
         assert overlays.attached
-        paths = {path for path, _ in viewer.viewer_elements}
-        assert {"Custom Elements/overlays/person_00", "Custom Elements/overlays/show_mesh",
-                "Custom Elements/overlays/zz_mpjpe"} <= paths
-        assert overlays.person_00.gui_handle is not None and overlays.zz_mpjpe.gui_handle is not None
+        # installed by the overlays themselves (in their folder at the top), not under "Custom Elements"
+        assert not [path for path, _ in viewer.viewer_elements if "/overlays/" in path]
+        assert all(element.gui_handle is not None for element in overlays.gui.values())
+        assert viewer.control_panel.layer_depth is False  # the method's default, under ns-viewer too
         assert [n for n in overlays._nodes if n.endswith("/joints")]
-        assert overlays.zz_mpjpe.value.endswith(" mm, frame 0")
+        assert overlays.gui["mpjpe"].value.endswith(" mm, frame 0")
     finally:
         viewer.viser_server.stop()
         overlays._server = overlays._viewer = None

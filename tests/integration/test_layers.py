@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fitting", "eval", "synth"),
     ("models", "dataparsers", "prepare"),
     ("datamanagers", "viewer"),
-    ("pipelines", "engine", "export", "method_configs"),
+    ("pipelines", "engine", "export", "render", "method_configs"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 # the only imports between packages of one layer (importer -> imported); any other sideways import fails,
