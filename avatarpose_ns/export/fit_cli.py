@@ -18,7 +18,7 @@ from avatarpose_ns.commands import run_command
 from avatarpose_ns.dataparsers.easymocap_dataparser import EasyMocapDataParserConfig
 from avatarpose_ns.dataparsers.hi4d_dataparser import Hi4DDataParserConfig
 
-DataParsers = tyro.conf.OmitSubcommandPrefixes[Union[
+DataParsers = tyro.conf.OmitSubcommandPrefixes[Union[  # noqa: UP007 (a runtime type expression for tyro)
     Annotated[EasyMocapDataParserConfig, tyro.conf.subcommand("easymocap-data")],
     Annotated[Hi4DDataParserConfig, tyro.conf.subcommand("hi4d-data")],
 ]]
