@@ -193,6 +193,7 @@ class PoseOverlays(nn.Module):
             order = None
         with self._server.gui.add_folder(FOLDER, order=order, expand_by_default=True):
             for element in self.gui.values():
+                element.gui_handle = None  # a handle from an earlier server (another viewer) is stale here
                 element.install(self._server)
 
     def _on_frame_slider(self) -> None:
